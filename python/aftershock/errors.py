@@ -1,0 +1,22 @@
+"""Exceptions raised by aftershock. The Rust core maps its errors to these in one place."""
+
+from __future__ import annotations
+
+
+class AftershockError(Exception):
+    """Base class of every error aftershock raises on purpose."""
+
+
+class DecodeError(AftershockError, ValueError):
+    """An OTLP message could not be decoded.
+
+    ``offset`` is the byte offset into the message where decoding failed and ``path`` the
+    field path from the request root (for example ``resource_spans[0].scope_spans[1].spans[3]``).
+    """
+
+    offset: int | None = None
+    path: str | None = None
+
+
+class StorageError(AftershockError, OSError):
+    """The data directory could not be read or written."""

@@ -1,0 +1,324 @@
+//! Rendering OTLP `AnyValue`s as text, per CONTRACT.md: strings as they are,
+//! everything else as compact JSON (`true`, `42`, `1.5`, `["a","b"]`, `{"k":"v"}`),
+//! bytes as base64. Nested JSON follows Python's `json.dumps(v, ensure_ascii=False,
+//! separators=(",", ":"))`, so analysts get the text they would get from Python.
+
+use std::fmt::Write;
+
+use base64::Engine;
+
+use super::wire::{varint_value, Reader, Value};
+use super::{DecodeOptions, DecodeStats};
+use crate::error::DecodeError;
+
+/// What a nested value deeper than the cap is rendered as.
+pub const TRUNCATED_DEPTH: &str = "\"...(nested too deep)\"";
+
+/// The one `AnyValue` variant that counts: the last one on the wire, as protobuf's
+/// oneof rule says.
+#[derive(Clone, Copy)]
+enum Kind<'a> {
+    Str(&'a [u8]),
+    Bool(u64),
+    Int(u64),
+    Double(u64),
+    Array(&'a [u8], usize),
+    KvList(&'a [u8], usize),
+    Bytes(&'a [u8]),
+}
+
+fn kind_of(buf: &[u8], base: usize) -> Result<Option<Kind<'_>>, DecodeError> {
+    let mut r = Reader::new(buf, base);
+    let mut kind = None;
+    while let Some((field, v)) = r.next()? {
+        kind = match (field, v) {
+            (1, Value::Bytes(b, _)) => Some(Kind::Str(b)),
+            (2, v) => varint_value(v)?.map(Kind::Bool).or(kind),
+            (3, v) => varint_value(v)?.map(Kind::Int).or(kind),
+            (4, Value::Fixed64(x)) => Some(Kind::Double(x)),
+            (5, Value::Bytes(b, at)) => Some(Kind::Array(b, at)),
+            (6, Value::Bytes(b, at)) => Some(Kind::KvList(b, at)),
+            (7, Value::Bytes(b, _)) => Some(Kind::Bytes(b)),
+            _ => kind,
+        };
+    }
+    Ok(kind)
+}
+
+/// Appends `bytes` as UTF-8 to `out`, replacing invalid sequences with U+FFFD and
+/// counting them.
+#[inline]
+pub(crate) fn push_utf8(out: &mut String, bytes: &[u8], stats: &mut DecodeStats) {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => {
+            stats.invalid_utf8 += 1;
+            out.push_str(&String::from_utf8_lossy(bytes));
+        }
+    }
+}
+
+/// Renders a top-level attribute value (or a log body) into `out`.
+/// Returns false for an empty `AnyValue` (no variant set), which the tables store as NULL.
+pub(crate) fn render_value(
+    buf: &[u8],
+    base: usize,
+    out: &mut String,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<bool, DecodeError> {
+    let Some(kind) = kind_of(buf, base)? else {
+        return Ok(false);
+    };
+    match kind {
+        Kind::Str(s) => push_utf8(out, s, stats),
+        Kind::Bytes(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
+        other => render_json(other, 1, out, opts, stats)?,
+    }
+    Ok(true)
+}
+
+fn render_nested(
+    buf: &[u8],
+    base: usize,
+    depth: usize,
+    out: &mut String,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<(), DecodeError> {
+    if depth > opts.max_depth {
+        stats.depth_capped += 1;
+        out.push_str(TRUNCATED_DEPTH);
+        return Ok(());
+    }
+    match kind_of(buf, base)? {
+        None => out.push_str("null"),
+        Some(kind) => render_json(kind, depth, out, opts, stats)?,
+    }
+    Ok(())
+}
+
+fn render_json(
+    kind: Kind<'_>,
+    depth: usize,
+    out: &mut String,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<(), DecodeError> {
+    match kind {
+        Kind::Str(s) => push_json_string(out, s, stats),
+        Kind::Bytes(b) => {
+            out.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(b, out);
+            out.push('"');
+        }
+        Kind::Bool(b) => out.push_str(if b != 0 { "true" } else { "false" }),
+        Kind::Int(i) => {
+            // int64 travels as a varint; the cast restores its sign.
+            let _ = write!(out, "{}", i as i64);
+        }
+        Kind::Double(bits) => push_double(out, f64::from_bits(bits)),
+        Kind::Array(b, at) => {
+            out.push('[');
+            let mut r = Reader::new(b, at);
+            let mut first = true;
+            let mut i = 0;
+            while let Some((field, v)) = r.next()? {
+                if let (1, Value::Bytes(elem, eat)) = (field, v) {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    render_nested(elem, eat, depth + 1, out, opts, stats)
+                        .map_err(|e| e.within("values", Some(i)))?;
+                    i += 1;
+                }
+            }
+            out.push(']');
+        }
+        Kind::KvList(b, at) => {
+            out.push('{');
+            let mut r = Reader::new(b, at);
+            let mut first = true;
+            let mut i = 0;
+            while let Some((field, v)) = r.next()? {
+                if let (1, Value::Bytes(kv, kvat)) = (field, v) {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    render_kv(kv, kvat, depth, out, opts, stats)
+                        .map_err(|e| e.within("values", Some(i)))?;
+                    i += 1;
+                }
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn render_kv(
+    buf: &[u8],
+    base: usize,
+    depth: usize,
+    out: &mut String,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(buf, base);
+    let mut key: &[u8] = b"";
+    let mut value: Option<(&[u8], usize)> = None;
+    while let Some((field, v)) = r.next()? {
+        match (field, v) {
+            (1, Value::Bytes(b, _)) => key = b,
+            (2, Value::Bytes(b, at)) => value = Some((b, at)),
+            _ => {}
+        }
+    }
+    push_json_string(out, key, stats);
+    out.push(':');
+    match value {
+        Some((b, at)) => render_nested(b, at, depth + 1, out, opts, stats)?,
+        None => out.push_str("null"),
+    }
+    Ok(())
+}
+
+/// JSON string escaping as Python's `json.dumps(..., ensure_ascii=False)` does it.
+fn push_json_string(out: &mut String, bytes: &[u8], stats: &mut DecodeStats) {
+    let mut tmp = String::new();
+    let s: &str = match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(_) => {
+            push_utf8(&mut tmp, bytes, stats);
+            &tmp
+        }
+    };
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc: Option<&str> = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            '\u{08}' => Some("\\b"),
+            '\u{0c}' => Some("\\f"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                out.push_str("\\u00");
+                let b = c as u8;
+                out.push(hex_digit(b >> 4));
+                out.push(hex_digit(b & 0xf));
+            }
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(n & 0xf)])
+}
+
+/// Doubles as Python's `repr` writes them: the shortest digits that round-trip,
+/// positional for exponents -4..16 (always with a fractional part), scientific
+/// otherwise with a signed exponent of at least two digits; `NaN`, `Infinity`.
+pub(crate) fn push_double(out: &mut String, x: f64) {
+    if x.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if x.is_infinite() {
+        out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    // `{:e}` gives the shortest round-trip digits as d[.ddd]e[-]x.
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if neg {
+        out.push('-');
+    }
+    if (-4..16).contains(&exp) {
+        let n = digits.len() as i32;
+        if exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        } else if exp + 1 >= n {
+            out.push_str(&digits);
+            for _ in 0..(exp + 1 - n) {
+                out.push('0');
+            }
+            out.push_str(".0");
+        } else {
+            let split = (exp + 1) as usize;
+            out.push_str(&digits[..split]);
+            out.push('.');
+            out.push_str(&digits[split..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let a = exp.unsigned_abs();
+        let _ = write!(out, "{a:02}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(x: f64) -> String {
+        let mut s = String::new();
+        push_double(&mut s, x);
+        s
+    }
+
+    #[test]
+    fn doubles_match_python_repr() {
+        assert_eq!(d(1.5), "1.5");
+        assert_eq!(d(1.0), "1.0");
+        assert_eq!(d(-0.0), "-0.0");
+        assert_eq!(d(0.0), "0.0");
+        assert_eq!(d(100.0), "100.0");
+        assert_eq!(d(1e16), "1e+16");
+        assert_eq!(d(1e15), "1000000000000000.0");
+        assert_eq!(d(1e-5), "1e-05");
+        assert_eq!(d(0.0001), "0.0001");
+        assert_eq!(d(123456789012345680.0), "1.2345678901234568e+17");
+        assert_eq!(d(2.5e-300), "2.5e-300");
+        assert_eq!(d(f64::NAN), "NaN");
+        assert_eq!(d(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(d(0.1 + 0.2), "0.30000000000000004");
+    }
+
+    #[test]
+    fn json_strings_escape_like_python() {
+        let mut s = String::new();
+        let mut st = DecodeStats::default();
+        push_json_string(&mut s, "a\"b\\c\nd\u{1}é".as_bytes(), &mut st);
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+}

@@ -1,0 +1,58 @@
+//! The one place where core errors become Python exceptions. The exception
+//! classes live in `aftershock/errors.py` so they can inherit from two bases
+//! (`DecodeError` is both an `AftershockError` and a `ValueError`).
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
+
+use aftershock_core::Error;
+
+static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let module = ERRORS.get_or_try_init(py, || {
+        PyModule::import(py, "aftershock.errors").map(Bound::unbind)
+    })?;
+    module.bind(py).getattr(name)
+}
+
+fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
+    let (name, extra): (&str, Vec<(&str, Py<PyAny>)>) = match err {
+        Error::Decode(d) => (
+            "DecodeError",
+            vec![
+                ("offset", d.offset.into_pyobject(py)?.into_any().unbind()),
+                (
+                    "path",
+                    d.path.clone().into_pyobject(py)?.into_any().unbind(),
+                ),
+            ],
+        ),
+        Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                return Ok(pyo3::exceptions::PyFileNotFoundError::new_err(
+                    err.to_string(),
+                ))
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                return Ok(pyo3::exceptions::PyPermissionError::new_err(
+                    err.to_string(),
+                ))
+            }
+            _ => ("StorageError", vec![]),
+        },
+        Error::Arrow(_) => ("AftershockError", vec![]),
+    };
+    let exc = class(py, name)?.call1((err.to_string(),))?;
+    for (k, v) in extra {
+        exc.setattr(k, v)?;
+    }
+    Ok(PyErr::from_value(exc))
+}
+
+pub(crate) fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
+    build(py, &err)
+        .unwrap_or_else(|e| PyRuntimeError::new_err(format!("{err} (while raising it: {e})")))
+}

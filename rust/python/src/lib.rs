@@ -1,0 +1,97 @@
+//! `aftershock._core`: the Python face of `aftershock-core`. Every call goes
+//! through [`run`], which releases the GIL and maps errors in one place.
+
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3_arrow::PyRecordBatch;
+
+use aftershock_core::{schema, DecodeOptions, Decoded};
+
+mod errors;
+
+/// Runs `f` without the GIL and maps its error to an `aftershock.errors` exception.
+fn run<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: Send + FnOnce() -> aftershock_core::error::Result<T>,
+{
+    py.detach(f).map_err(|e| errors::to_pyerr(py, e))
+}
+
+/// Decode counters as a plain dict (`accepted`, `rejected`, `rejection`, ...).
+fn stats_dict(d: &Decoded) -> HashMap<&'static str, Option<String>> {
+    let s = &d.stats;
+    HashMap::from([
+        ("accepted", Some(s.accepted.to_string())),
+        ("rejected", Some(s.rejected.to_string())),
+        ("rejection", s.error_message()),
+        ("invalid_utf8", Some(s.invalid_utf8.to_string())),
+        ("truncated_values", Some(s.truncated_values.to_string())),
+        ("depth_capped", Some(s.depth_capped.to_string())),
+        ("negative_durations", Some(s.negative_durations.to_string())),
+    ])
+}
+
+fn options(max_depth: usize, max_value_bytes: usize) -> DecodeOptions {
+    DecodeOptions {
+        max_depth,
+        max_value_bytes,
+    }
+}
+
+type DecodeResult = (PyRecordBatch, HashMap<&'static str, Option<String>>);
+
+/// Decodes an `ExportTraceServiceRequest`; returns the `spans` batch and decode counters.
+#[pyfunction]
+#[pyo3(signature = (data, /, max_depth = 64, max_value_bytes = 8192))]
+fn decode_traces(
+    py: Python<'_>,
+    data: &[u8],
+    max_depth: usize,
+    max_value_bytes: usize,
+) -> PyResult<DecodeResult> {
+    let opts = options(max_depth, max_value_bytes);
+    let d = run(py, || aftershock_core::decode_traces(data, &opts))?;
+    let stats = stats_dict(&d);
+    Ok((PyRecordBatch::new(d.batch), stats))
+}
+
+/// Decodes an `ExportLogsServiceRequest`; returns the `logs` batch and decode counters.
+#[pyfunction]
+#[pyo3(signature = (data, /, max_depth = 64, max_value_bytes = 8192))]
+fn decode_logs(
+    py: Python<'_>,
+    data: &[u8],
+    max_depth: usize,
+    max_value_bytes: usize,
+) -> PyResult<DecodeResult> {
+    let opts = options(max_depth, max_value_bytes);
+    let d = run(py, || aftershock_core::decode_logs(data, &opts))?;
+    let stats = stats_dict(&d);
+    Ok((PyRecordBatch::new(d.batch), stats))
+}
+
+/// The Arrow schema of a table by name (`spans`, `logs`), as a PyCapsule-capable object.
+#[pyfunction]
+fn table_schema(name: &str) -> PyResult<pyo3_arrow::PySchema> {
+    let s = match name {
+        schema::SPANS => schema::spans_schema(),
+        schema::LOGS => schema::logs_schema(),
+        other => {
+            return Err(pyo3::exceptions::PyKeyError::new_err(format!(
+                "no table named {other:?}"
+            )))
+        }
+    };
+    Ok(pyo3_arrow::PySchema::new(s))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_traces, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(table_schema, m)?)?;
+    m.add("TABLES", (schema::SPANS, schema::LOGS))?;
+    Ok(())
+}
