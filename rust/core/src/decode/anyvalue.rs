@@ -3,11 +3,10 @@
 //! bytes as base64. Nested JSON follows Python's `json.dumps(v, ensure_ascii=False,
 //! separators=(",", ":"))`, so analysts get the text they would get from Python.
 
-use std::fmt::Write;
-
 use base64::Engine;
 
 use super::wire::{varint_value, Reader, Value};
+use super::columns::Utf8Column;
 use super::{DecodeOptions, DecodeStats};
 use crate::error::DecodeError;
 
@@ -27,6 +26,7 @@ enum Kind<'a> {
     Bytes(&'a [u8]),
 }
 
+#[inline]
 fn kind_of(buf: &[u8], base: usize) -> Result<Option<Kind<'_>>, DecodeError> {
     let mut r = Reader::new(buf, base);
     let mut kind = None;
@@ -78,6 +78,52 @@ pub(crate) fn render_value(
     Ok(true)
 }
 
+/// Appends a top-level attribute value to `out` (NULL for an empty `AnyValue`),
+/// capped at `opts.max_value_bytes`. Strings, the common case, go straight from
+/// the input to the column; other kinds are rendered in `scratch` first.
+#[inline]
+pub(crate) fn append_value(
+    buf: &[u8],
+    base: usize,
+    out: &mut Utf8Column,
+    scratch: &mut String,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<(), DecodeError> {
+    let Some(kind) = kind_of(buf, base)? else {
+        out.push_null();
+        return Ok(());
+    };
+    if let Kind::Str(s) = kind {
+        if s.len() <= opts.max_value_bytes {
+            out.push_bytes(s);
+            return Ok(());
+        }
+    }
+    scratch.clear();
+    match kind {
+        Kind::Str(s) => push_utf8(scratch, s, stats),
+        Kind::Bytes(b) => base64::engine::general_purpose::STANDARD.encode_string(b, scratch),
+        other => render_json(other, 1, scratch, opts, stats)?,
+    }
+    out.push_str(cap(scratch, opts.max_value_bytes, stats));
+    Ok(())
+}
+
+/// `s` cut to at most `max` bytes on a character boundary; cuts are counted.
+#[inline]
+fn cap<'s>(s: &'s str, max: usize, stats: &mut DecodeStats) -> &'s str {
+    if s.len() <= max {
+        return s;
+    }
+    stats.truncated_values += 1;
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 fn render_nested(
     buf: &[u8],
     base: usize,
@@ -113,10 +159,8 @@ fn render_json(
             out.push('"');
         }
         Kind::Bool(b) => out.push_str(if b != 0 { "true" } else { "false" }),
-        Kind::Int(i) => {
-            // int64 travels as a varint; the cast restores its sign.
-            let _ = write!(out, "{}", i as i64);
-        }
+        // int64 travels as a varint; the cast restores its sign.
+        Kind::Int(i) => out.push_str(itoa::Buffer::new().format(i as i64)),
         Kind::Double(bits) => push_double(out, f64::from_bits(bits)),
         Kind::Array(b, at) => {
             out.push('[');
@@ -241,15 +285,42 @@ pub(crate) fn push_double(out: &mut String, x: f64) {
         out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" });
         return;
     }
-    // `{:e}` gives the shortest round-trip digits as d[.ddd]e[-]x.
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+    // ryu gives the shortest round-trip digits, as `d.ddde[-]x` or positional;
+    // re-lay them out the way Python's repr does.
+    let mut rbuf = ryu::Buffer::new();
+    let r = rbuf.format_finite(x);
+    let (neg, r) = match r.strip_prefix('-') {
         Some(m) => (true, m),
-        None => (false, mantissa),
+        None => (false, r),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let (mantissa, exp_part) = match r.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (r, 0),
+    };
+    // Digits without the point, and the decimal exponent of the first digit.
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits = [0u8; 40];
+    let mut n = 0;
+    for &b in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+        if n < digits.len() {
+            digits[n] = b;
+            n += 1;
+        }
+    }
+    let mut exp = exp_part + int_part.len() as i32 - 1;
+    // Leading zeros (0.000123 in positional form) are not significant.
+    let lead = digits[..n].iter().take_while(|&&d| d == b'0').count();
+    let digits: &[u8] = if lead == n {
+        exp = 0;
+        b"0"
+    } else {
+        exp -= lead as i32;
+        let d = &digits[lead..n];
+        // Trailing zeros (as in "100.0") are not significant either.
+        let t = d.iter().rev().take_while(|&&c| c == b'0').count();
+        &d[..d.len() - t]
+    };
+    let digits = std::str::from_utf8(digits).unwrap_or("0");
     if neg {
         out.push('-');
     }
@@ -260,9 +331,9 @@ pub(crate) fn push_double(out: &mut String, x: f64) {
             for _ in 0..(-exp - 1) {
                 out.push('0');
             }
-            out.push_str(&digits);
+            out.push_str(digits);
         } else if exp + 1 >= n {
-            out.push_str(&digits);
+            out.push_str(digits);
             for _ in 0..(exp + 1 - n) {
                 out.push('0');
             }
@@ -282,7 +353,10 @@ pub(crate) fn push_double(out: &mut String, x: f64) {
         out.push('e');
         out.push(if exp < 0 { '-' } else { '+' });
         let a = exp.unsigned_abs();
-        let _ = write!(out, "{a:02}");
+        if a < 10 {
+            out.push('0');
+        }
+        out.push_str(itoa::Buffer::new().format(a));
     }
 }
 
@@ -312,6 +386,12 @@ mod tests {
         assert_eq!(d(f64::NAN), "NaN");
         assert_eq!(d(f64::NEG_INFINITY), "-Infinity");
         assert_eq!(d(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(d(123.456), "123.456");
+        assert_eq!(d(0.000123), "0.000123");
+        assert_eq!(d(5e-324), "5e-324");
+        assert_eq!(d(f64::MAX), "1.7976931348623157e+308");
+        assert_eq!(d(-1234.5e10), "-12345000000000.0");
+        assert_eq!(d(9007199254740993.0), "9007199254740992.0");
     }
 
     #[test]

@@ -1,23 +1,116 @@
 //! Arrow column builders for the `spans` and `logs` tables, shared by every
 //! decoder (protobuf and JSON) so both produce the same batches.
+//!
+//! Strings taken from the input are appended as raw bytes and validated as
+//! UTF-8 once per column when the batch is finished: one pass over a large
+//! buffer instead of a check per short string. A column that turns out to hold
+//! invalid UTF-8 is repaired value by value (U+FFFD) and the repairs counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    ArrayBuilder, Int32Builder, Int64Builder, MapBuilder, MapFieldNames, StringBuilder,
-    TimestampNanosecondBuilder,
+use arrow_array::builder::{Int32Builder, Int64Builder, TimestampNanosecondBuilder};
+use arrow_array::{
+    ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    UInt32Array,
 };
-use arrow_array::{ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
-use arrow_buffer::OffsetBuffer;
-use arrow_schema::{ArrowError, DataType, Field};
+use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType};
+use arrow_select::take::take;
 
+use super::DecodeStats;
 use crate::schema::{self, attr};
 
-/// The key/value pairs of one attribute map, rendered to text, before they become
-/// a map row. Keeps one text buffer so a map costs no allocation per entry.
+/// A UTF-8 column built from raw bytes; see the module docs.
+pub(crate) struct Utf8Column {
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl Utf8Column {
+    pub(crate) fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Utf8Column {
+            offsets,
+            data: Vec::with_capacity(bytes),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    /// Appends bytes that should be UTF-8; checked when the column is finished.
+    #[inline]
+    pub(crate) fn push_bytes(&mut self, b: &[u8]) {
+        self.data.extend_from_slice(b);
+        // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
+        self.offsets.push(self.data.len() as i32);
+        self.nulls.append_non_null();
+    }
+
+    #[inline]
+    pub(crate) fn push_str(&mut self, s: &str) {
+        self.push_bytes(s.as_bytes());
+    }
+
+    #[inline]
+    pub(crate) fn push_null(&mut self) {
+        self.offsets.push(self.data.len() as i32);
+        self.nulls.append_null();
+    }
+
+    #[inline]
+    pub(crate) fn push_opt(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => self.push_bytes(b),
+            None => self.push_null(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<StringArray, ArrowError> {
+        if i32::try_from(self.data.len()).is_err() {
+            return Err(ArrowError::InvalidArgumentError(
+                "a string column of this request exceeds 2 GiB".into(),
+            ));
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
+        let data = Buffer::from_vec(std::mem::take(&mut self.data));
+        let nulls = self.nulls.finish();
+        self.offsets.push(0);
+        match StringArray::try_new(offsets.clone(), data.clone(), nulls.clone()) {
+            Ok(a) => Ok(a),
+            Err(_) => {
+                let raw = BinaryArray::try_new(offsets, data, nulls)?;
+                Ok(repair(&raw, stats))
+            }
+        }
+    }
+}
+
+/// Replaces invalid UTF-8 value by value, counting the values repaired.
+#[cold]
+fn repair(raw: &BinaryArray, stats: &mut DecodeStats) -> StringArray {
+    raw.iter()
+        .map(|v| {
+            v.map(|b| match std::str::from_utf8(b) {
+                Ok(s) => s.to_owned(),
+                Err(_) => {
+                    stats.invalid_utf8 += 1;
+                    String::from_utf8_lossy(b).into_owned()
+                }
+            })
+        })
+        .collect()
+}
+
+/// The key/value pairs of one resource's attributes, rendered to text. Kept per
+/// resource (not per row) so well-known attributes can be lifted into columns.
 #[derive(Default, Clone, Debug)]
-pub struct Entries {
+pub(crate) struct Entries {
     text: String,
     items: Vec<Item>,
 }
@@ -29,23 +122,7 @@ struct Item {
     live: bool,
 }
 
-/// Above this many entries duplicates are found with a hash map instead of pairwise.
-const PAIRWISE_DEDUP_MAX: usize = 16;
-
 impl Entries {
-    pub fn clear(&mut self) {
-        self.text.clear();
-        self.items.clear();
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.iter().filter(|i| i.live).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Starts an entry: the caller writes the key through [`Entries::text`] after this.
     pub(crate) fn begin(&mut self) -> usize {
         self.text.len()
@@ -91,33 +168,20 @@ impl Entries {
 
     /// Duplicate keys: the last value wins, at the position where it was written.
     pub(crate) fn resolve_duplicates(&mut self) {
-        let n = self.items.len();
-        if n < 2 {
-            return;
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(self.items.len());
+        let mut dead = Vec::new();
+        for (i, it) in self.items.iter().enumerate() {
+            if let Some(prev) = last.insert(&self.text[it.key.0..it.key.1], i) {
+                dead.push(prev);
+            }
         }
-        if n <= PAIRWISE_DEDUP_MAX {
-            for i in 0..n {
-                let dup = (i + 1..n).any(|j| self.key(&self.items[i]) == self.key(&self.items[j]));
-                if dup {
-                    self.items[i].live = false;
-                }
-            }
-        } else {
-            let mut last: HashMap<&str, usize> = HashMap::with_capacity(n);
-            let mut dead = Vec::new();
-            for (i, it) in self.items.iter().enumerate() {
-                if let Some(prev) = last.insert(&self.text[it.key.0..it.key.1], i) {
-                    dead.push(prev);
-                }
-            }
-            for i in dead {
-                self.items[i].live = false;
-            }
+        for i in dead {
+            self.items[i].live = false;
         }
     }
 
     /// The value of `key` (after duplicates are resolved), if present and not null.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.items
             .iter()
             .rev()
@@ -126,45 +190,69 @@ impl Entries {
     }
 }
 
-/// A `MAP(VARCHAR, VARCHAR)` column.
+/// A `MAP(VARCHAR, VARCHAR)` column: entries are pushed, then the row is closed.
 pub(crate) struct MapColumn {
-    builder: MapBuilder<StringBuilder, StringBuilder>,
+    offsets: Vec<i32>,
+    keys: Utf8Column,
+    values: Utf8Column,
 }
 
 impl MapColumn {
-    pub(crate) fn with_capacity(rows: usize) -> Self {
-        let names = MapFieldNames {
-            entry: "entries".into(),
-            key: "key".into(),
-            value: "value".into(),
-        };
-        let builder = MapBuilder::with_capacity(
-            Some(names),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            rows,
-        )
-        .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true)));
-        MapColumn { builder }
-    }
-
-    pub(crate) fn append(&mut self, e: &Entries) -> Result<(), ArrowError> {
-        for it in e.items.iter().filter(|it| it.live) {
-            self.builder.keys().append_value(e.key(it));
-            self.builder.values().append_option(e.value(it));
+    pub(crate) fn with_capacity(rows: usize, entries: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        MapColumn {
+            offsets,
+            keys: Utf8Column::with_capacity(entries, entries * 16),
+            values: Utf8Column::with_capacity(entries, entries * 16),
         }
-        self.builder.append(true)
     }
 
-    pub(crate) fn finish(&mut self) -> MapArray {
-        self.builder.finish()
+    /// The key and value columns of the row being written.
+    #[inline]
+    pub(crate) fn entries(&mut self) -> (&mut Utf8Column, &mut Utf8Column) {
+        (&mut self.keys, &mut self.values)
+    }
+
+    #[inline]
+    pub(crate) fn close_row(&mut self) {
+        self.offsets.push(self.keys.len() as i32);
+    }
+
+    pub(crate) fn append(&mut self, e: &Entries) {
+        for it in e.items.iter().filter(|it| it.live) {
+            self.keys.push_str(e.key(it));
+            match e.value(it) {
+                Some(v) => self.values.push_str(v),
+                None => self.values.push_null(),
+            }
+        }
+        self.close_row();
+    }
+
+    pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<MapArray, ArrowError> {
+        let field = schema::map_entries_field();
+        let DataType::Struct(fields) = field.data_type() else {
+            return Err(ArrowError::SchemaError("map entries must be a struct".into()));
+        };
+        let entries = StructArray::try_new(
+            fields.clone(),
+            vec![
+                Arc::new(self.keys.finish(stats)?),
+                Arc::new(self.values.finish(stats)?),
+            ],
+            None,
+        )?;
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
+        self.offsets.push(0);
+        MapArray::try_new(field, offsets, entries, None, false)
     }
 }
 
-/// Resource and scope fields that every row of a resource/scope repeats.
+/// Resource fields that every row of a resource repeats.
 #[derive(Default, Debug)]
-pub struct ResourceCtx {
-    pub attributes: Entries,
+pub(crate) struct ResourceCtx {
+    pub(crate) attributes: Entries,
     service_name: Option<String>,
     service_version: Option<String>,
     service_instance_id: Option<String>,
@@ -187,57 +275,75 @@ impl ResourceCtx {
 }
 
 #[derive(Default, Debug)]
-pub struct ScopeCtx {
-    pub name: Option<String>,
-    pub version: Option<String>,
+pub(crate) struct ScopeCtx {
+    pub(crate) name: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
-/// The columns every table repeats from the resource and scope.
-pub(crate) struct ResourceColumns {
-    service_name: StringBuilder,
-    service_version: StringBuilder,
-    service_instance_id: StringBuilder,
-    deployment_environment: StringBuilder,
-    resource_attributes: MapColumn,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
+/// The columns every row repeats from its resource and scope. Rows only record
+/// which (resource, scope) they belong to; the columns are materialised once per
+/// context and expanded with `take` at the end, instead of copying every resource
+/// attribute into every row as it is decoded.
+#[derive(Default)]
+pub(crate) struct ContextColumns {
+    resources: Vec<ResourceCtx>,
+    contexts: Vec<(usize, ScopeCtx)>,
+    rows: Vec<u32>,
 }
 
-impl ResourceColumns {
-    fn with_capacity(rows: usize) -> Self {
-        ResourceColumns {
-            service_name: StringBuilder::with_capacity(rows, rows * 8),
-            service_version: StringBuilder::with_capacity(rows, rows * 4),
-            service_instance_id: StringBuilder::with_capacity(rows, rows * 8),
-            deployment_environment: StringBuilder::with_capacity(rows, rows * 4),
-            resource_attributes: MapColumn::with_capacity(rows),
-            scope_name: StringBuilder::with_capacity(rows, rows * 8),
-            scope_version: StringBuilder::with_capacity(rows, rows * 4),
+impl ContextColumns {
+    pub(crate) fn add_resource(&mut self, res: ResourceCtx) -> usize {
+        self.resources.push(res);
+        self.resources.len() - 1
+    }
+
+    pub(crate) fn add_scope(&mut self, resource: usize, scope: ScopeCtx) -> u32 {
+        self.contexts.push((resource, scope));
+        (self.contexts.len() - 1) as u32
+    }
+
+    #[inline]
+    pub(crate) fn push_row(&mut self, context: u32) {
+        self.rows.push(context);
+    }
+
+    fn finish_into(
+        &mut self,
+        cols: &mut Vec<ArrayRef>,
+        stats: &mut DecodeStats,
+    ) -> Result<(), ArrowError> {
+        let n = self.contexts.len();
+        let mut strings: [Utf8Column; 4] = std::array::from_fn(|_| Utf8Column::with_capacity(n, n * 8));
+        let mut resource_attributes = MapColumn::with_capacity(n, n * 8);
+        let mut scope_name = Utf8Column::with_capacity(n, n * 8);
+        let mut scope_version = Utf8Column::with_capacity(n, n * 8);
+        for (r, scope) in &self.contexts {
+            let res = &self.resources[*r];
+            let lifted = [
+                &res.service_name,
+                &res.service_version,
+                &res.service_instance_id,
+                &res.deployment_environment,
+            ];
+            for (col, v) in strings.iter_mut().zip(lifted) {
+                col.push_opt(v.as_deref().map(str::as_bytes));
+            }
+            resource_attributes.append(&res.attributes);
+            scope_name.push_opt(scope.name.as_deref().map(str::as_bytes));
+            scope_version.push_opt(scope.version.as_deref().map(str::as_bytes));
         }
-    }
-
-    fn append(&mut self, res: &ResourceCtx, scope: &ScopeCtx) -> Result<(), ArrowError> {
-        self.service_name.append_option(res.service_name.as_deref());
-        self.service_version
-            .append_option(res.service_version.as_deref());
-        self.service_instance_id
-            .append_option(res.service_instance_id.as_deref());
-        self.deployment_environment
-            .append_option(res.deployment_environment.as_deref());
-        self.resource_attributes.append(&res.attributes)?;
-        self.scope_name.append_option(scope.name.as_deref());
-        self.scope_version.append_option(scope.version.as_deref());
+        let mut per_context: Vec<ArrayRef> = Vec::with_capacity(7);
+        for col in &mut strings {
+            per_context.push(Arc::new(col.finish(stats)?));
+        }
+        per_context.push(Arc::new(resource_attributes.finish(stats)?));
+        per_context.push(Arc::new(scope_name.finish(stats)?));
+        per_context.push(Arc::new(scope_version.finish(stats)?));
+        let indices = UInt32Array::from(std::mem::take(&mut self.rows));
+        for a in per_context {
+            cols.push(take(a.as_ref(), &indices, None)?);
+        }
         Ok(())
-    }
-
-    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) {
-        cols.push(Arc::new(self.service_name.finish()));
-        cols.push(Arc::new(self.service_version.finish()));
-        cols.push(Arc::new(self.service_instance_id.finish()));
-        cols.push(Arc::new(self.deployment_environment.finish()));
-        cols.push(Arc::new(self.resource_attributes.finish()));
-        cols.push(Arc::new(self.scope_name.finish()));
-        cols.push(Arc::new(self.scope_version.finish()));
     }
 }
 
@@ -252,6 +358,7 @@ pub(crate) struct Hex {
 }
 
 impl Hex {
+    #[inline]
     pub(crate) fn new(bytes: &[u8]) -> Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut h = Hex {
@@ -266,50 +373,49 @@ impl Hex {
         h
     }
 
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
-/// Hex for ids of any length (links may carry odd ones); ids of the usual sizes use [`Hex`].
-pub(crate) fn hex_string(bytes: &[u8]) -> String {
-    if bytes.len() <= 32 {
-        return Hex::new(bytes).as_str().to_owned();
-    }
+/// Hex for ids of any length (links may carry odd ones).
+pub(crate) fn hex_bytes(bytes: &[u8]) -> Vec<u8> {
     bytes
         .chunks(32)
-        .map(|c| Hex::new(c).as_str().to_owned())
+        .flat_map(|c| Hex::new(c).as_bytes().to_vec())
         .collect()
 }
 
-/// One span's scalar fields, borrowed from whatever the decoder reads.
+/// One span's scalar fields, borrowed from whatever the decoder reads. Byte
+/// strings are checked for UTF-8 when the batch is finished.
 pub(crate) struct SpanRow<'a> {
-    pub trace_id: &'a str,
-    pub span_id: &'a str,
-    pub parent_span_id: Option<&'a str>,
-    pub trace_state: Option<&'a str>,
-    pub name: &'a str,
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: Option<&'a [u8]>,
+    pub trace_state: Option<&'a [u8]>,
+    pub name: &'a [u8],
     pub kind: &'static str,
     pub start: i64,
     pub end: i64,
     pub duration: i64,
     pub status_code: &'static str,
-    pub status_message: Option<&'a str>,
+    pub status_message: Option<&'a [u8]>,
 }
 
 pub(crate) struct SpansBuilder {
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
-    parent_span_id: StringBuilder,
-    trace_state: StringBuilder,
-    span_name: StringBuilder,
-    span_kind: StringBuilder,
+    trace_id: Utf8Column,
+    span_id: Utf8Column,
+    parent_span_id: Utf8Column,
+    trace_state: Utf8Column,
+    span_name: Utf8Column,
+    span_kind: Utf8Column,
     start_time: TimestampNanosecondBuilder,
     end_time: TimestampNanosecondBuilder,
     duration_ns: Int64Builder,
-    status_code: StringBuilder,
-    status_message: StringBuilder,
-    resource: ResourceColumns,
+    status_code: Utf8Column,
+    status_message: Utf8Column,
+    pub(crate) contexts: ContextColumns,
     span_attributes: MapColumn,
     events: EventsColumn,
     links: LinksColumn,
@@ -319,51 +425,50 @@ pub(crate) struct SpansBuilder {
 impl SpansBuilder {
     pub(crate) fn with_capacity(rows: usize) -> Self {
         SpansBuilder {
-            trace_id: StringBuilder::with_capacity(rows, rows * 32),
-            span_id: StringBuilder::with_capacity(rows, rows * 16),
-            parent_span_id: StringBuilder::with_capacity(rows, rows * 16),
-            trace_state: StringBuilder::new(),
-            span_name: StringBuilder::with_capacity(rows, rows * 16),
-            span_kind: StringBuilder::with_capacity(rows, rows * 6),
+            trace_id: Utf8Column::with_capacity(rows, rows * 32),
+            span_id: Utf8Column::with_capacity(rows, rows * 16),
+            parent_span_id: Utf8Column::with_capacity(rows, rows * 16),
+            trace_state: Utf8Column::with_capacity(rows, 0),
+            span_name: Utf8Column::with_capacity(rows, rows * 16),
+            span_kind: Utf8Column::with_capacity(rows, rows * 6),
             start_time: timestamps(rows),
             end_time: timestamps(rows),
             duration_ns: Int64Builder::with_capacity(rows),
-            status_code: StringBuilder::with_capacity(rows, rows * 5),
-            status_message: StringBuilder::new(),
-            resource: ResourceColumns::with_capacity(rows),
-            span_attributes: MapColumn::with_capacity(rows),
-            events: EventsColumn::new(),
-            links: LinksColumn::new(),
+            status_code: Utf8Column::with_capacity(rows, rows * 5),
+            status_message: Utf8Column::with_capacity(rows, 0),
+            contexts: ContextColumns::default(),
+            span_attributes: MapColumn::with_capacity(rows, rows * 10),
+            events: EventsColumn::new(rows),
+            links: LinksColumn::new(rows),
             rows: 0,
         }
     }
 
-    /// Appends one span. `attributes` must be resolved; events and links for this
-    /// span must already have been pushed to [`SpansBuilder::events`] / [`SpansBuilder::links`].
-    pub(crate) fn append(
-        &mut self,
-        row: &SpanRow<'_>,
-        attributes: &Entries,
-        res: &ResourceCtx,
-        scope: &ScopeCtx,
-    ) -> Result<(), ArrowError> {
-        self.trace_id.append_value(row.trace_id);
-        self.span_id.append_value(row.span_id);
-        self.parent_span_id.append_option(row.parent_span_id);
-        self.trace_state.append_option(row.trace_state);
-        self.span_name.append_value(row.name);
-        self.span_kind.append_value(row.kind);
+    /// Appends one span. Its attributes, events and links must already have been
+    /// written through [`SpansBuilder::attributes`], [`SpansBuilder::events`] and
+    /// [`SpansBuilder::links`]; this closes those rows.
+    #[inline]
+    pub(crate) fn append(&mut self, row: &SpanRow<'_>, context: u32) {
+        self.trace_id.push_bytes(row.trace_id);
+        self.span_id.push_bytes(row.span_id);
+        self.parent_span_id.push_opt(row.parent_span_id);
+        self.trace_state.push_opt(row.trace_state);
+        self.span_name.push_bytes(row.name);
+        self.span_kind.push_str(row.kind);
         self.start_time.append_value(row.start);
         self.end_time.append_value(row.end);
         self.duration_ns.append_value(row.duration);
-        self.status_code.append_value(row.status_code);
-        self.status_message.append_option(row.status_message);
-        self.resource.append(res, scope)?;
-        self.span_attributes.append(attributes)?;
+        self.status_code.push_str(row.status_code);
+        self.status_message.push_opt(row.status_message);
+        self.contexts.push_row(context);
+        self.span_attributes.close_row();
         self.events.close_row();
         self.links.close_row();
         self.rows += 1;
-        Ok(())
+    }
+
+    pub(crate) fn attributes(&mut self) -> &mut MapColumn {
+        &mut self.span_attributes
     }
 
     pub(crate) fn events(&mut self) -> &mut EventsColumn {
@@ -378,138 +483,136 @@ impl SpansBuilder {
         self.rows
     }
 
-    pub(crate) fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+    pub(crate) fn finish(mut self, stats: &mut DecodeStats) -> Result<RecordBatch, ArrowError> {
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.span_id.finish()),
-            Arc::new(self.parent_span_id.finish()),
-            Arc::new(self.trace_state.finish()),
-            Arc::new(self.span_name.finish()),
-            Arc::new(self.span_kind.finish()),
+            Arc::new(self.trace_id.finish(stats)?),
+            Arc::new(self.span_id.finish(stats)?),
+            Arc::new(self.parent_span_id.finish(stats)?),
+            Arc::new(self.trace_state.finish(stats)?),
+            Arc::new(self.span_name.finish(stats)?),
+            Arc::new(self.span_kind.finish(stats)?),
             Arc::new(self.start_time.finish()),
             Arc::new(self.end_time.finish()),
             Arc::new(self.duration_ns.finish()),
-            Arc::new(self.status_code.finish()),
-            Arc::new(self.status_message.finish()),
+            Arc::new(self.status_code.finish(stats)?),
+            Arc::new(self.status_message.finish(stats)?),
         ];
-        self.resource.finish_into(&mut cols);
-        cols.push(Arc::new(self.span_attributes.finish()));
-        cols.push(self.events.finish()?);
-        cols.push(self.links.finish()?);
+        self.contexts.finish_into(&mut cols, stats)?;
+        cols.push(Arc::new(self.span_attributes.finish(stats)?));
+        cols.push(self.events.finish(stats)?);
+        cols.push(self.links.finish(stats)?);
         RecordBatch::try_new(schema::spans_schema(), cols)
     }
+}
+
+fn list_of(
+    fields: arrow_schema::Fields,
+    children: Vec<ArrayRef>,
+    offsets: &mut Vec<i32>,
+) -> Result<ArrayRef, ArrowError> {
+    let items = StructArray::try_new(fields.clone(), children, None)?;
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(offsets)));
+    Ok(Arc::new(ListArray::try_new(
+        schema::list_item_field(fields),
+        offsets,
+        Arc::new(items),
+        None,
+    )?))
 }
 
 /// `events`: LIST of STRUCT(time, name, attributes).
 pub(crate) struct EventsColumn {
     offsets: Vec<i32>,
     time: TimestampNanosecondBuilder,
-    name: StringBuilder,
+    name: Utf8Column,
     attributes: MapColumn,
 }
 
 impl EventsColumn {
-    fn new() -> Self {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         EventsColumn {
-            offsets: vec![0],
+            offsets,
             time: timestamps(0),
-            name: StringBuilder::new(),
-            attributes: MapColumn::with_capacity(0),
+            name: Utf8Column::with_capacity(0, 0),
+            attributes: MapColumn::with_capacity(0, 0),
         }
     }
 
-    pub(crate) fn push(
-        &mut self,
-        time: i64,
-        name: &str,
-        attributes: &Entries,
-    ) -> Result<(), ArrowError> {
+    /// Appends one event whose attributes were written through [`EventsColumn::attributes`].
+    pub(crate) fn push(&mut self, time: i64, name: &[u8]) {
         self.time.append_value(time);
-        self.name.append_value(name);
-        self.attributes.append(attributes)
+        self.name.push_bytes(name);
+        self.attributes.close_row();
     }
 
+    pub(crate) fn attributes(&mut self) -> &mut MapColumn {
+        &mut self.attributes
+    }
+
+    #[inline]
     fn close_row(&mut self) {
         self.offsets.push(self.name.len() as i32);
     }
 
-    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
-        let fields = schema::event_fields();
-        let items = StructArray::try_new(
-            fields.clone(),
-            vec![
-                Arc::new(self.time.finish()),
-                Arc::new(self.name.finish()),
-                Arc::new(self.attributes.finish()),
-            ],
-            None,
-        )?;
-        let offsets = OffsetBuffer::new(std::mem::take(&mut self.offsets).into());
-        Ok(Arc::new(ListArray::try_new(
-            schema::list_item_field(fields),
-            offsets,
-            Arc::new(items),
-            None,
-        )?))
+    fn finish(&mut self, stats: &mut DecodeStats) -> Result<ArrayRef, ArrowError> {
+        let children: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.name.finish(stats)?),
+            Arc::new(self.attributes.finish(stats)?),
+        ];
+        list_of(schema::event_fields(), children, &mut self.offsets)
     }
 }
 
 /// `links`: LIST of STRUCT(trace_id, span_id, trace_state, attributes).
 pub(crate) struct LinksColumn {
     offsets: Vec<i32>,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
-    trace_state: StringBuilder,
+    trace_id: Utf8Column,
+    span_id: Utf8Column,
+    trace_state: Utf8Column,
     attributes: MapColumn,
 }
 
 impl LinksColumn {
-    fn new() -> Self {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         LinksColumn {
-            offsets: vec![0],
-            trace_id: StringBuilder::new(),
-            span_id: StringBuilder::new(),
-            trace_state: StringBuilder::new(),
-            attributes: MapColumn::with_capacity(0),
+            offsets,
+            trace_id: Utf8Column::with_capacity(0, 0),
+            span_id: Utf8Column::with_capacity(0, 0),
+            trace_state: Utf8Column::with_capacity(0, 0),
+            attributes: MapColumn::with_capacity(0, 0),
         }
     }
 
-    pub(crate) fn push(
-        &mut self,
-        trace_id: &str,
-        span_id: &str,
-        trace_state: Option<&str>,
-        attributes: &Entries,
-    ) -> Result<(), ArrowError> {
-        self.trace_id.append_value(trace_id);
-        self.span_id.append_value(span_id);
-        self.trace_state.append_option(trace_state);
-        self.attributes.append(attributes)
+    /// Appends one link whose attributes were written through [`LinksColumn::attributes`].
+    pub(crate) fn push(&mut self, trace_id: &[u8], span_id: &[u8], trace_state: Option<&[u8]>) {
+        self.trace_id.push_bytes(trace_id);
+        self.span_id.push_bytes(span_id);
+        self.trace_state.push_opt(trace_state);
+        self.attributes.close_row();
     }
 
+    pub(crate) fn attributes(&mut self) -> &mut MapColumn {
+        &mut self.attributes
+    }
+
+    #[inline]
     fn close_row(&mut self) {
         self.offsets.push(self.trace_id.len() as i32);
     }
 
-    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
-        let fields = schema::link_fields();
-        let items = StructArray::try_new(
-            fields.clone(),
-            vec![
-                Arc::new(self.trace_id.finish()),
-                Arc::new(self.span_id.finish()),
-                Arc::new(self.trace_state.finish()),
-                Arc::new(self.attributes.finish()),
-            ],
-            None,
-        )?;
-        let offsets = OffsetBuffer::new(std::mem::take(&mut self.offsets).into());
-        Ok(Arc::new(ListArray::try_new(
-            schema::list_item_field(fields),
-            offsets,
-            Arc::new(items),
-            None,
-        )?))
+    fn finish(&mut self, stats: &mut DecodeStats) -> Result<ArrayRef, ArrowError> {
+        let children: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish(stats)?),
+            Arc::new(self.span_id.finish(stats)?),
+            Arc::new(self.trace_state.finish(stats)?),
+            Arc::new(self.attributes.finish(stats)?),
+        ];
+        list_of(schema::link_fields(), children, &mut self.offsets)
     }
 }
 
@@ -517,24 +620,24 @@ impl LinksColumn {
 pub(crate) struct LogRow<'a> {
     pub time: Option<i64>,
     pub observed_time: Option<i64>,
-    pub trace_id: Option<&'a str>,
-    pub span_id: Option<&'a str>,
+    pub trace_id: Option<&'a [u8]>,
+    pub span_id: Option<&'a [u8]>,
     pub severity_number: i32,
-    pub severity_text: Option<&'a str>,
-    pub body: Option<&'a str>,
-    pub event_name: Option<&'a str>,
+    pub severity_text: Option<&'a [u8]>,
+    pub body: Option<&'a [u8]>,
+    pub event_name: Option<&'a [u8]>,
 }
 
 pub(crate) struct LogsBuilder {
     time: TimestampNanosecondBuilder,
     observed_time: TimestampNanosecondBuilder,
-    trace_id: StringBuilder,
-    span_id: StringBuilder,
+    trace_id: Utf8Column,
+    span_id: Utf8Column,
     severity_number: Int32Builder,
-    severity_text: StringBuilder,
-    body: StringBuilder,
-    event_name: StringBuilder,
-    resource: ResourceColumns,
+    severity_text: Utf8Column,
+    body: Utf8Column,
+    event_name: Utf8Column,
+    pub(crate) contexts: ContextColumns,
     log_attributes: MapColumn,
     rows: usize,
 }
@@ -544,56 +647,54 @@ impl LogsBuilder {
         LogsBuilder {
             time: timestamps(rows),
             observed_time: timestamps(rows),
-            trace_id: StringBuilder::with_capacity(rows, rows * 32),
-            span_id: StringBuilder::with_capacity(rows, rows * 16),
+            trace_id: Utf8Column::with_capacity(rows, rows * 32),
+            span_id: Utf8Column::with_capacity(rows, rows * 16),
             severity_number: Int32Builder::with_capacity(rows),
-            severity_text: StringBuilder::with_capacity(rows, rows * 5),
-            body: StringBuilder::with_capacity(rows, rows * 64),
-            event_name: StringBuilder::new(),
-            resource: ResourceColumns::with_capacity(rows),
-            log_attributes: MapColumn::with_capacity(rows),
+            severity_text: Utf8Column::with_capacity(rows, rows * 5),
+            body: Utf8Column::with_capacity(rows, rows * 64),
+            event_name: Utf8Column::with_capacity(rows, 0),
+            contexts: ContextColumns::default(),
+            log_attributes: MapColumn::with_capacity(rows, rows * 6),
             rows: 0,
         }
     }
 
-    pub(crate) fn append(
-        &mut self,
-        row: &LogRow<'_>,
-        attributes: &Entries,
-        res: &ResourceCtx,
-        scope: &ScopeCtx,
-    ) -> Result<(), ArrowError> {
+    /// Appends one log record whose attributes were written through [`LogsBuilder::attributes`].
+    pub(crate) fn append(&mut self, row: &LogRow<'_>, context: u32) {
         self.time.append_option(row.time);
         self.observed_time.append_option(row.observed_time);
-        self.trace_id.append_option(row.trace_id);
-        self.span_id.append_option(row.span_id);
+        self.trace_id.push_opt(row.trace_id);
+        self.span_id.push_opt(row.span_id);
         self.severity_number.append_value(row.severity_number);
-        self.severity_text.append_option(row.severity_text);
-        self.body.append_option(row.body);
-        self.event_name.append_option(row.event_name);
-        self.resource.append(res, scope)?;
-        self.log_attributes.append(attributes)?;
+        self.severity_text.push_opt(row.severity_text);
+        self.body.push_opt(row.body);
+        self.event_name.push_opt(row.event_name);
+        self.contexts.push_row(context);
+        self.log_attributes.close_row();
         self.rows += 1;
-        Ok(())
+    }
+
+    pub(crate) fn attributes(&mut self) -> &mut MapColumn {
+        &mut self.log_attributes
     }
 
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
-    pub(crate) fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+    pub(crate) fn finish(mut self, stats: &mut DecodeStats) -> Result<RecordBatch, ArrowError> {
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
             Arc::new(self.observed_time.finish()),
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.span_id.finish()),
+            Arc::new(self.trace_id.finish(stats)?),
+            Arc::new(self.span_id.finish(stats)?),
             Arc::new(self.severity_number.finish()),
-            Arc::new(self.severity_text.finish()),
-            Arc::new(self.body.finish()),
-            Arc::new(self.event_name.finish()),
+            Arc::new(self.severity_text.finish(stats)?),
+            Arc::new(self.body.finish(stats)?),
+            Arc::new(self.event_name.finish(stats)?),
         ];
-        self.resource.finish_into(&mut cols);
-        cols.push(Arc::new(self.log_attributes.finish()));
+        self.contexts.finish_into(&mut cols, stats)?;
+        cols.push(Arc::new(self.log_attributes.finish(stats)?));
         RecordBatch::try_new(schema::logs_schema(), cols)
     }
 }

@@ -8,14 +8,17 @@ mod logs;
 mod traces;
 mod wire;
 
+use std::collections::HashMap;
+
 use arrow_array::RecordBatch;
 
-pub use columns::{Entries, ResourceCtx, ScopeCtx};
+use columns::{Entries, ResourceCtx, ScopeCtx};
 pub use logs::decode_logs;
 pub use traces::decode_traces;
 
 use crate::error::DecodeError;
-use anyvalue::{push_utf8, render_value};
+use anyvalue::{append_value, push_utf8, render_value};
+use columns::{ContextColumns, MapColumn};
 use wire::{Reader, Value};
 
 /// Limits that protect the process and the Parquet files from hostile input.
@@ -75,10 +78,132 @@ pub struct Decoded {
 
 /// Rough rows-per-byte guess, to size builders once.
 fn row_estimate(len: usize) -> usize {
-    (len / 256).clamp(8, 1 << 20)
+    (len / 320).clamp(8, 1 << 20)
 }
 
-/// Reads one `KeyValue` and appends it to `entries`.
+/// A `KeyValue` as it sits on the wire: key bytes and the encoded `AnyValue`.
+#[derive(Clone, Copy)]
+struct RawKv<'a> {
+    key: &'a [u8],
+    value: Option<(&'a [u8], usize)>,
+}
+
+fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
+    let mut r = Reader::new(buf, base);
+    let mut kv = RawKv {
+        key: b"",
+        value: None,
+    };
+    while let Some((field, v)) = r.next()? {
+        match (field, v) {
+            (1, Value::Bytes(b, _)) => kv.key = b,
+            (2, Value::Bytes(b, at)) => kv.value = Some((b, at)),
+            _ => {}
+        }
+    }
+    Ok(kv)
+}
+
+/// Above this many entries duplicates are found with a hash map instead of pairwise.
+const PAIRWISE_DEDUP_MAX: usize = 16;
+
+/// Attributes of one record, gathered from the wire and written as one map row:
+/// duplicate keys resolved (the last value wins, at its own position), values
+/// rendered straight into the map's value builder.
+#[derive(Default)]
+struct AttrWriter<'a> {
+    kvs: Vec<RawKv<'a>>,
+    live: Vec<bool>,
+    scratch: String,
+}
+
+impl<'a> AttrWriter<'a> {
+    fn clear(&mut self) {
+        self.kvs.clear();
+    }
+
+    fn push(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
+        let i = self.kvs.len();
+        let kv = raw_kv(buf, base).map_err(|e| e.within("attributes", Some(i)))?;
+        self.kvs.push(kv);
+        Ok(())
+    }
+
+    /// Collects every field number `field_no` of a message as attributes.
+    fn collect(&mut self, buf: &'a [u8], base: usize, field_no: u32) -> Result<(), DecodeError> {
+        let mut r = Reader::new(buf, base);
+        while let Some((field, v)) = r.next()? {
+            if let (f, Value::Bytes(b, at)) = (field, v) {
+                if f == field_no {
+                    self.push(b, at)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_duplicates(&mut self) {
+        let n = self.kvs.len();
+        self.live.clear();
+        self.live.resize(n, true);
+        if n < 2 {
+            return;
+        }
+        // A key's (length, last byte) rarely collides; with no collision there can be
+        // no duplicate, which spares the pairwise comparison for typical spans.
+        let mut seen = 0u64;
+        let mut collision = false;
+        for kv in &self.kvs {
+            let bit = 1u64 << ((kv.key.len() * 7 + usize::from(kv.key.last().copied().unwrap_or(0))) % 64);
+            collision |= seen & bit != 0;
+            seen |= bit;
+        }
+        if !collision {
+            return;
+        }
+        if n <= PAIRWISE_DEDUP_MAX {
+            for i in 0..n {
+                let key = self.kvs[i].key;
+                if self.kvs[i + 1..].iter().any(|kv| kv.key == key) {
+                    self.live[i] = false;
+                }
+            }
+        } else {
+            let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(n);
+            for (i, kv) in self.kvs.iter().enumerate() {
+                if let Some(prev) = last.insert(kv.key, i) {
+                    self.live[prev] = false;
+                }
+            }
+        }
+    }
+
+    /// Writes the gathered attributes as the current row's entries (the caller closes the row).
+    fn write(
+        &mut self,
+        map: &mut MapColumn,
+        opts: &DecodeOptions,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
+        self.resolve_duplicates();
+        let (keys, values) = map.entries();
+        for (i, kv) in self.kvs.iter().enumerate() {
+            if !self.live[i] {
+                continue;
+            }
+            keys.push_bytes(kv.key);
+            match kv.value {
+                Some((b, at)) => append_value(b, at, values, &mut self.scratch, opts, stats)
+                    .map_err(|e| e.within("value", None).within("attributes", Some(i)))?,
+                None => values.push_null(),
+            }
+        }
+        self.kvs.clear();
+        Ok(())
+    }
+}
+
+/// Reads one `KeyValue` of a resource into `entries`, rendered.
 fn push_key_value(
     entries: &mut Entries,
     buf: &[u8],
@@ -86,20 +211,11 @@ fn push_key_value(
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    let mut r = Reader::new(buf, base);
-    let mut key: &[u8] = b"";
-    let mut value: Option<(&[u8], usize)> = None;
-    while let Some((field, v)) = r.next()? {
-        match (field, v) {
-            (1, Value::Bytes(b, _)) => key = b,
-            (2, Value::Bytes(b, at)) => value = Some((b, at)),
-            _ => {}
-        }
-    }
+    let kv = raw_kv(buf, base)?;
     let key_start = entries.begin();
-    push_utf8(entries.text(), key, stats);
+    push_utf8(entries.text(), kv.key, stats);
     let value_start = entries.text().len();
-    let has_value = match value {
+    let has_value = match kv.value {
         Some((b, at)) => {
             render_value(b, at, entries.text(), opts, stats).map_err(|e| e.within("value", None))?
         }
@@ -112,29 +228,6 @@ fn push_key_value(
     Ok(())
 }
 
-/// Reads every `attributes` field (number `field_no`) of a message into `entries`.
-fn read_attributes(
-    entries: &mut Entries,
-    buf: &[u8],
-    base: usize,
-    field_no: u32,
-    opts: &DecodeOptions,
-    stats: &mut DecodeStats,
-) -> Result<(), DecodeError> {
-    let mut r = Reader::new(buf, base);
-    let mut i = 0;
-    while let Some((field, v)) = r.next()? {
-        if let (f, Value::Bytes(b, at)) = (field, v) {
-            if f == field_no {
-                push_key_value(entries, b, at, opts, stats)
-                    .map_err(|e| e.within("attributes", Some(i)))?;
-                i += 1;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Reads a `Resource` (possibly split over several occurrences, which protobuf merges).
 fn read_resource(
     ctx: &mut ResourceCtx,
@@ -143,7 +236,16 @@ fn read_resource(
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    read_attributes(&mut ctx.attributes, buf, base, 1, opts, stats)
+    let mut r = Reader::new(buf, base);
+    let mut i = 0;
+    while let Some((field, v)) = r.next()? {
+        if let (1, Value::Bytes(b, at)) = (field, v) {
+            push_key_value(&mut ctx.attributes, b, at, opts, stats)
+                .map_err(|e| e.within("attributes", Some(i)))?;
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Reads an `InstrumentationScope`; name and version, last value wins. Its
@@ -175,35 +277,67 @@ fn non_empty(b: &[u8], stats: &mut DecodeStats) -> Option<String> {
     Some(s)
 }
 
-/// Text of a string field borrowed when valid, repaired (and counted) when not.
-fn text<'a>(b: &'a [u8], stats: &mut DecodeStats) -> std::borrow::Cow<'a, str> {
-    match simdutf8::basic::from_utf8(b) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => {
-            stats.invalid_utf8 += 1;
-            String::from_utf8_lossy(b)
-        }
-    }
+/// An optional string field borrowed from the input: empty is NULL.
+#[inline]
+fn opt(b: &[u8]) -> Option<&[u8]> {
+    (!b.is_empty()).then_some(b)
 }
 
 /// A u64 timestamp as the i64 Arrow stores; values past year 2262 saturate.
+#[inline]
 fn nanos(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
 }
 
-/// Walks a `Resource{Spans,Logs}`: the resource first (wherever it sits on the
-/// wire), then each scope container with `each_scope`.
-fn walk_resource<F>(
-    buf: &[u8],
-    base: usize,
-    scopes_field_name: &str,
+/// Field names of one signal's envelope, for error paths.
+struct Envelope {
+    resources: &'static str,
+    scopes: &'static str,
+    records: &'static str,
+}
+
+/// What a signal's decoder does with each record; the envelope walk is shared.
+trait RecordSink<'a> {
+    fn contexts(&mut self) -> &mut ContextColumns;
+    fn record(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        context: u32,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError>;
+}
+
+/// Walks `Export*ServiceRequest -> Resource* -> Scope* -> record`, registering
+/// each (resource, scope) once and handing every record to `sink`. Resource and
+/// scope are read before their records wherever they sit on the wire.
+fn walk_request<'a, S: RecordSink<'a>>(
+    buf: &'a [u8],
+    env: &Envelope,
+    sink: &mut S,
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
-    mut each_scope: F,
-) -> Result<(), DecodeError>
-where
-    F: FnMut(&ResourceCtx, &[u8], usize, &mut DecodeStats) -> Result<(), DecodeError>,
-{
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(buf, 0);
+    let mut i = 0;
+    while let Some((field, v)) = r.next()? {
+        if let (1, Value::Bytes(b, at)) = (field, v) {
+            walk_resource(b, at, env, sink, opts, stats)
+                .map_err(|e| e.within(env.resources, Some(i)))?;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn walk_resource<'a, S: RecordSink<'a>>(
+    buf: &'a [u8],
+    base: usize,
+    env: &Envelope,
+    sink: &mut S,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<(), DecodeError> {
     let mut res = ResourceCtx::default();
     let mut r = Reader::new(buf, base);
     while let Some((field, v)) = r.next()? {
@@ -212,28 +346,27 @@ where
         }
     }
     res.seal();
+    let resource = sink.contexts().add_resource(res);
     let mut r = Reader::new(buf, base);
     let mut i = 0;
     while let Some((field, v)) = r.next()? {
         if let (2, Value::Bytes(b, at)) = (field, v) {
-            each_scope(&res, b, at, stats).map_err(|e| e.within(scopes_field_name, Some(i)))?;
+            walk_scope(b, at, resource, env, sink, stats)
+                .map_err(|e| e.within(env.scopes, Some(i)))?;
             i += 1;
         }
     }
     Ok(())
 }
 
-/// Walks a `Scope{Spans,Logs}`: the scope first, then each record (field 2).
-fn walk_scope<F>(
-    buf: &[u8],
+fn walk_scope<'a, S: RecordSink<'a>>(
+    buf: &'a [u8],
     base: usize,
-    records_field_name: &str,
+    resource: usize,
+    env: &Envelope,
+    sink: &mut S,
     stats: &mut DecodeStats,
-    mut each_record: F,
-) -> Result<(), DecodeError>
-where
-    F: FnMut(&ScopeCtx, &[u8], usize, usize, &mut DecodeStats) -> Result<(), DecodeError>,
-{
+) -> Result<(), DecodeError> {
     let mut scope = ScopeCtx::default();
     let mut r = Reader::new(buf, base);
     while let Some((field, v)) = r.next()? {
@@ -241,28 +374,13 @@ where
             read_scope(&mut scope, b, at, stats).map_err(|e| e.within("scope", None))?;
         }
     }
+    let context = sink.contexts().add_scope(resource, scope);
     let mut r = Reader::new(buf, base);
     let mut i = 0;
     while let Some((field, v)) = r.next()? {
         if let (2, Value::Bytes(b, at)) = (field, v) {
-            each_record(&scope, b, at, i, stats)
-                .map_err(|e| e.within(records_field_name, Some(i)))?;
-            i += 1;
-        }
-    }
-    Ok(())
-}
-
-/// Walks an export request's top-level repeated field 1.
-fn walk_request<F>(buf: &[u8], field_name: &str, mut each: F) -> Result<(), DecodeError>
-where
-    F: FnMut(&[u8], usize) -> Result<(), DecodeError>,
-{
-    let mut r = Reader::new(buf, 0);
-    let mut i = 0;
-    while let Some((field, v)) = r.next()? {
-        if let (1, Value::Bytes(b, at)) = (field, v) {
-            each(b, at).map_err(|e| e.within(field_name, Some(i)))?;
+            sink.record(b, at, context, stats)
+                .map_err(|e| e.within(env.records, Some(i)))?;
             i += 1;
         }
     }

@@ -1,13 +1,19 @@
 //! `ExportTraceServiceRequest` -> `spans` batch.
 
-use super::columns::{hex_string, Entries, Hex, ResourceCtx, ScopeCtx, SpanRow, SpansBuilder};
+use super::columns::{hex_bytes, ContextColumns, Hex, SpanRow, SpansBuilder};
 use super::wire::{fixed64_value, varint_value, Reader, Value};
 use super::{
-    nanos, read_attributes, row_estimate, text, walk_request, walk_resource, walk_scope,
-    DecodeOptions, DecodeStats, Decoded,
+    nanos, opt, row_estimate, walk_request, AttrWriter, DecodeOptions, DecodeStats, Decoded,
+    Envelope, RecordSink,
 };
 use crate::error::{DecodeError, Error};
 use crate::schema::{SPAN_KINDS, STATUS_CODES};
+
+const ENVELOPE: Envelope = Envelope {
+    resources: "resource_spans",
+    scopes: "scope_spans",
+    records: "spans",
+};
 
 /// Decodes an `ExportTraceServiceRequest` into one `spans` batch. Spans with
 /// invalid ids are left out and counted in `stats.rejected`; malformed protobuf
@@ -15,38 +21,19 @@ use crate::schema::{SPAN_KINDS, STATUS_CODES};
 pub fn decode_traces(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Error> {
     let mut d = SpanDecoder {
         out: SpansBuilder::with_capacity(row_estimate(buf.len())),
-        attrs: Entries::default(),
-        scratch: Entries::default(),
+        attrs: AttrWriter::default(),
         opts,
     };
     let mut stats = DecodeStats::default();
-    walk_request(buf, "resource_spans", |rs, at| {
-        walk_resource(
-            rs,
-            at,
-            "scope_spans",
-            opts,
-            &mut stats,
-            |res, ss, at, stats| {
-                walk_scope(ss, at, "spans", stats, |scope, span, at, _, stats| {
-                    d.span(span, at, res, scope, stats)
-                })
-            },
-        )
-    })?;
+    walk_request(buf, &ENVELOPE, &mut d, opts, &mut stats)?;
     stats.accepted = d.out.rows() as u64;
-    Ok(Decoded {
-        batch: d.out.finish()?,
-        stats,
-    })
+    let batch = d.out.finish(&mut stats)?;
+    Ok(Decoded { batch, stats })
 }
 
-struct SpanDecoder<'o> {
+struct SpanDecoder<'a, 'o> {
     out: SpansBuilder,
-    /// The current span's attributes.
-    attrs: Entries,
-    /// An event's or link's attributes.
-    scratch: Entries,
+    attrs: AttrWriter<'a>,
     opts: &'o DecodeOptions,
 }
 
@@ -54,13 +41,16 @@ fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
 
-impl SpanDecoder<'_> {
-    fn span(
+impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
+    fn contexts(&mut self) -> &mut ContextColumns {
+        &mut self.out.contexts
+    }
+
+    fn record(
         &mut self,
-        buf: &[u8],
+        buf: &'a [u8],
         base: usize,
-        res: &ResourceCtx,
-        scope: &ScopeCtx,
+        context: u32,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
         let mut trace_id: &[u8] = b"";
@@ -86,7 +76,8 @@ impl SpanDecoder<'_> {
                 (6, v) => kind = varint_value(v)?.unwrap_or(kind),
                 (7, v) => start = fixed64_value(v).unwrap_or(start),
                 (8, v) => end = fixed64_value(v).unwrap_or(end),
-                (9 | 11 | 13, Value::Bytes(..)) => nested = true,
+                (11 | 13, Value::Bytes(..)) => nested = true,
+                (9, Value::Bytes(b, at)) => self.attrs.push(b, at)?,
                 (15, Value::Bytes(b, at)) => {
                     // Status is merged field by field if it occurs more than once.
                     let mut s = Reader::new(b, at);
@@ -116,6 +107,7 @@ impl SpanDecoder<'_> {
             None
         };
         if let Some((field, want, got)) = problem {
+            self.attrs.clear();
             stats.rejected += 1;
             if stats.rejection.is_none() {
                 stats.rejection = Some(format!(
@@ -125,11 +117,10 @@ impl SpanDecoder<'_> {
             return Ok(());
         }
 
-        self.attrs.clear();
+        self.attrs.write(self.out.attributes(), self.opts, stats)?;
         if nested {
-            self.nested(buf, base, stats)?;
+            self.events_and_links(buf, base, stats)?;
         }
-        self.attrs.resolve_duplicates();
 
         let (start, end) = (nanos(start), nanos(end));
         let duration = if end >= start {
@@ -141,15 +132,12 @@ impl SpanDecoder<'_> {
         let tid = Hex::new(trace_id);
         let sid = Hex::new(span_id);
         let pid = Hex::new(parent);
-        let trace_state = text(trace_state, stats);
-        let name = text(name, stats);
-        let status_message = text(status_message, stats);
         let row = SpanRow {
-            trace_id: tid.as_str(),
-            span_id: sid.as_str(),
-            parent_span_id: valid_id(parent, 8).then(|| pid.as_str()),
-            trace_state: (!trace_state.is_empty()).then_some(&*trace_state),
-            name: &name,
+            trace_id: tid.as_bytes(),
+            span_id: sid.as_bytes(),
+            parent_span_id: valid_id(parent, 8).then(|| pid.as_bytes()),
+            trace_state: opt(trace_state),
+            name,
             kind: usize::try_from(kind)
                 .ok()
                 .and_then(|k| SPAN_KINDS.get(k))
@@ -163,36 +151,31 @@ impl SpanDecoder<'_> {
                 .and_then(|k| STATUS_CODES.get(k))
                 .copied()
                 .unwrap_or(STATUS_CODES[0]),
-            status_message: (!status_message.is_empty()).then_some(&*status_message),
+            status_message: opt(status_message),
         };
-        self.out
-            .append(&row, &self.attrs, res, scope)
-            .map_err(|e| DecodeError::new(base, e.to_string()))
+        self.out.append(&row, context);
+        Ok(())
     }
+}
 
-    /// Attributes (9), events (11) and links (13), in wire order.
-    fn nested(
+impl<'a> SpanDecoder<'a, '_> {
+    /// Events (11) and links (13), in wire order.
+    fn events_and_links(
         &mut self,
-        buf: &[u8],
+        buf: &'a [u8],
         base: usize,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
-        let (mut na, mut ne, mut nl) = (0, 0, 0);
+        let (mut ne, mut nl) = (0, 0);
         let mut r = Reader::new(buf, base);
         while let Some((field, v)) = r.next()? {
-            let Value::Bytes(b, at) = v else { continue };
-            match field {
-                9 => {
-                    super::push_key_value(&mut self.attrs, b, at, self.opts, stats)
-                        .map_err(|e| e.within("attributes", Some(na)))?;
-                    na += 1;
-                }
-                11 => {
+            match (field, v) {
+                (11, Value::Bytes(b, at)) => {
                     self.event(b, at, stats)
                         .map_err(|e| e.within("events", Some(ne)))?;
                     ne += 1;
                 }
-                13 => {
+                (13, Value::Bytes(b, at)) => {
                     self.link(b, at, stats)
                         .map_err(|e| e.within("links", Some(nl)))?;
                     nl += 1;
@@ -205,7 +188,7 @@ impl SpanDecoder<'_> {
 
     fn event(
         &mut self,
-        buf: &[u8],
+        buf: &'a [u8],
         base: usize,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
@@ -219,19 +202,17 @@ impl SpanDecoder<'_> {
                 _ => {}
             }
         }
-        self.scratch.clear();
-        read_attributes(&mut self.scratch, buf, base, 3, self.opts, stats)?;
-        self.scratch.resolve_duplicates();
-        let name = text(name, stats);
-        self.out
-            .events()
-            .push(nanos(time), &name, &self.scratch)
-            .map_err(|e| DecodeError::new(base, e.to_string()))
+        let mut attrs = AttrWriter::default();
+        attrs.collect(buf, base, 3)?;
+        let events = self.out.events();
+        attrs.write(events.attributes(), self.opts, stats)?;
+        events.push(nanos(time), name);
+        Ok(())
     }
 
     fn link(
         &mut self,
-        buf: &[u8],
+        buf: &'a [u8],
         base: usize,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
@@ -247,18 +228,11 @@ impl SpanDecoder<'_> {
                 _ => {}
             }
         }
-        self.scratch.clear();
-        read_attributes(&mut self.scratch, buf, base, 4, self.opts, stats)?;
-        self.scratch.resolve_duplicates();
-        let trace_state = text(trace_state, stats);
-        self.out
-            .links()
-            .push(
-                &hex_string(trace_id),
-                &hex_string(span_id),
-                (!trace_state.is_empty()).then_some(&*trace_state),
-                &self.scratch,
-            )
-            .map_err(|e| DecodeError::new(base, e.to_string()))
+        let mut attrs = AttrWriter::default();
+        attrs.collect(buf, base, 4)?;
+        let links = self.out.links();
+        attrs.write(links.attributes(), self.opts, stats)?;
+        links.push(&hex_bytes(trace_id), &hex_bytes(span_id), opt(trace_state));
+        Ok(())
     }
 }

@@ -34,12 +34,25 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
+    #[cold]
     fn err(&self, msg: &str) -> DecodeError {
         DecodeError::new(self.offset(), msg)
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Tags, lengths and small ints are nearly always one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, DecodeError> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -57,7 +70,7 @@ impl<'a> Reader<'a> {
         Err(self.err("varint longer than 10 bytes"))
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -71,7 +84,7 @@ impl<'a> Reader<'a> {
 
     /// The next field number and its payload, or `None` at the end of the message.
     /// Groups are skipped whole and never returned.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
         loop {
             if self.pos >= self.buf.len() {
