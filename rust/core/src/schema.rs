@@ -176,3 +176,76 @@ pub fn logs_schema() -> SchemaRef {
         })
         .clone()
 }
+
+pub const ROLLUPS: &str = "rollups";
+
+/// Columns of `rollups` beyond the span keys (`service_name`, `service_version`,
+/// `deployment_environment`, `span_name`, `span_kind`), which keep their `col` names.
+pub mod rollup_col {
+    pub const MINUTE: &str = "minute";
+    pub const CALLS: &str = "calls";
+    pub const ERRORS: &str = "errors";
+    pub const DURATION_SUM_NS: &str = "duration_sum_ns";
+    pub const DURATION_MIN_NS: &str = "duration_min_ns";
+    pub const DURATION_MAX_NS: &str = "duration_max_ns";
+    pub const LATENCY_SKETCH: &str = "latency_sketch";
+    pub const P50_NS: &str = "p50_ns";
+    pub const P95_NS: &str = "p95_ns";
+    pub const P99_NS: &str = "p99_ns";
+
+    // Fields of the `latency_sketch` entries.
+    pub const BUCKET: &str = "bucket";
+    pub const COUNT: &str = "count";
+}
+
+/// One occupied bucket of a latency sketch: `bucket` is the log-bucket index (see
+/// `rollup::LatencySketch`), `count` the number of spans in it.
+pub fn sketch_entry_fields() -> Fields {
+    Fields::from(vec![
+        Field::new(rollup_col::BUCKET, DataType::Int32, false),
+        Field::new(rollup_col::COUNT, DataType::Int64, false),
+    ])
+}
+
+/// The element field of `latency_sketch`; entries are never null.
+pub fn sketch_item_field() -> Arc<Field> {
+    Arc::new(Field::new(
+        "item",
+        DataType::Struct(sketch_entry_fields()),
+        false,
+    ))
+}
+
+/// `latency_sketch`: `LIST(STRUCT(bucket INTEGER, count BIGINT))`, sorted by bucket. A
+/// list of plain rows rather than a binary blob so that any SQL engine can merge
+/// sketches (unnest, group by bucket, sum counts) without a plugin.
+pub fn latency_sketch_type() -> DataType {
+    DataType::List(sketch_item_field())
+}
+
+/// The `rollups` table: one row per minute x service x version x environment x span
+/// name x span kind. Key columns are nullable exactly where they are in `spans`.
+pub fn rollups_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new(rollup_col::MINUTE, timestamp_type(), false),
+                Field::new(col::SERVICE_NAME, DataType::Utf8, true),
+                Field::new(col::SERVICE_VERSION, DataType::Utf8, true),
+                Field::new(col::DEPLOYMENT_ENVIRONMENT, DataType::Utf8, true),
+                Field::new(col::SPAN_NAME, DataType::Utf8, false),
+                Field::new(col::SPAN_KIND, DataType::Utf8, false),
+                Field::new(rollup_col::CALLS, DataType::Int64, false),
+                Field::new(rollup_col::ERRORS, DataType::Int64, false),
+                Field::new(rollup_col::DURATION_SUM_NS, DataType::Int64, false),
+                Field::new(rollup_col::DURATION_MIN_NS, DataType::Int64, false),
+                Field::new(rollup_col::DURATION_MAX_NS, DataType::Int64, false),
+                Field::new(rollup_col::LATENCY_SKETCH, latency_sketch_type(), false),
+                Field::new(rollup_col::P50_NS, DataType::Float64, true),
+                Field::new(rollup_col::P95_NS, DataType::Float64, true),
+                Field::new(rollup_col::P99_NS, DataType::Float64, true),
+            ]))
+        })
+        .clone()
+}
