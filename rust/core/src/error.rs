@@ -3,36 +3,55 @@
 
 use std::fmt;
 
-/// Malformed input: where in the message it went wrong, and how.
+/// Malformed input: where in the message it went wrong, and how. Boxed so that
+/// the decoder's hot `Result`s stay two words wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    /// Byte offset into the whole request at which the problem was found.
-    pub offset: usize,
-    /// Field path from the request root, e.g. `resource_spans[0].scope_spans[1].spans[3].attributes[2]`.
-    pub path: String,
-    pub message: String,
+pub struct DecodeError(Box<Detail>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Detail {
+    offset: usize,
+    path: String,
+    message: String,
 }
 
 impl DecodeError {
+    #[cold]
     pub(crate) fn new(offset: usize, message: impl Into<String>) -> Self {
-        DecodeError {
+        DecodeError(Box::new(Detail {
             offset,
             path: String::new(),
             message: message.into(),
-        }
+        }))
+    }
+
+    /// Byte offset into the whole request at which the problem was found.
+    pub fn offset(&self) -> usize {
+        self.0.offset
+    }
+
+    /// Field path from the request root, e.g. `resource_spans[0].scope_spans[1].spans[3].attributes[2]`.
+    pub fn path(&self) -> &str {
+        &self.0.path
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0.message
     }
 
     /// Prefixes the path with the enclosing field; called while the error bubbles up,
     /// so the happy path never builds paths.
+    #[cold]
     pub(crate) fn within(mut self, field: &str, index: Option<usize>) -> Self {
         let seg = match index {
             Some(i) => format!("{field}[{i}]"),
             None => field.to_string(),
         };
-        self.path = if self.path.is_empty() {
+        let d = &mut self.0;
+        d.path = if d.path.is_empty() {
             seg
         } else {
-            format!("{seg}.{}", self.path)
+            format!("{seg}.{}", d.path)
         };
         self
     }
@@ -40,14 +59,11 @@ impl DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{} at byte {}", self.message, self.offset)
+        let d = &self.0;
+        if d.path.is_empty() {
+            write!(f, "{} at byte {}", d.message, d.offset)
         } else {
-            write!(
-                f,
-                "{} at byte {} ({})",
-                self.message, self.offset, self.path
-            )
+            write!(f, "{} at byte {} ({})", d.message, d.offset, d.path)
         }
     }
 }

@@ -23,11 +23,8 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         Error::Decode(d) => (
             "DecodeError",
             vec![
-                ("offset", d.offset.into_pyobject(py)?.into_any().unbind()),
-                (
-                    "path",
-                    d.path.clone().into_pyobject(py)?.into_any().unbind(),
-                ),
+                ("offset", d.offset().into_pyobject(py)?.into_any().unbind()),
+                ("path", d.path().into_pyobject(py)?.into_any().unbind()),
             ],
         ),
         Error::Io(e) => match e.kind() {

@@ -5,43 +5,103 @@
 
 use base64::Engine;
 
-use super::wire::{varint_value, Reader, Value};
 use super::columns::Utf8Column;
+use super::wire::{varint_value, Reader, Value};
 use super::{DecodeOptions, DecodeStats};
 use crate::error::DecodeError;
 
 /// What a nested value deeper than the cap is rendered as.
 pub const TRUNCATED_DEPTH: &str = "\"...(nested too deep)\"";
 
-/// The one `AnyValue` variant that counts: the last one on the wire, as protobuf's
-/// oneof rule says.
-#[derive(Clone, Copy)]
+/// An embedded message that may occur several times on the wire; protobuf
+/// merges the occurrences, which is the same as parsing their concatenation.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Parts<'a> {
+    first: Option<(&'a [u8], usize)>,
+    more: Vec<(&'a [u8], usize)>,
+}
+
+impl<'a> Parts<'a> {
+    pub(crate) fn one(buf: &'a [u8], base: usize) -> Self {
+        Parts {
+            first: Some((buf, base)),
+            more: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, buf: &'a [u8], base: usize) {
+        if self.first.is_none() {
+            self.first = Some((buf, base));
+        } else {
+            self.more.push((buf, base));
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'a [u8], usize)> + '_ {
+        self.first.iter().chain(self.more.iter()).copied()
+    }
+
+    /// Each field of every occurrence, in wire order.
+    fn for_each_field(
+        &self,
+        mut f: impl FnMut(u32, Value<'a>) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        for (buf, base) in self.iter() {
+            let mut r = Reader::new(buf, base);
+            while let Some((field, v)) = r.next()? {
+                f(field, v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The one `AnyValue` variant that counts, by protobuf's oneof rule: the last one
+/// set wins, and occurrences of the same message-typed variant in a row merge.
 enum Kind<'a> {
     Str(&'a [u8]),
     Bool(u64),
     Int(u64),
     Double(u64),
-    Array(&'a [u8], usize),
-    KvList(&'a [u8], usize),
+    Array(Parts<'a>),
+    KvList(Parts<'a>),
     Bytes(&'a [u8]),
 }
 
 #[inline]
-fn kind_of(buf: &[u8], base: usize) -> Result<Option<Kind<'_>>, DecodeError> {
-    let mut r = Reader::new(buf, base);
-    let mut kind = None;
-    while let Some((field, v)) = r.next()? {
-        kind = match (field, v) {
-            (1, Value::Bytes(b, _)) => Some(Kind::Str(b)),
-            (2, v) => varint_value(v)?.map(Kind::Bool).or(kind),
-            (3, v) => varint_value(v)?.map(Kind::Int).or(kind),
-            (4, Value::Fixed64(x)) => Some(Kind::Double(x)),
-            (5, Value::Bytes(b, at)) => Some(Kind::Array(b, at)),
-            (6, Value::Bytes(b, at)) => Some(Kind::KvList(b, at)),
-            (7, Value::Bytes(b, _)) => Some(Kind::Bytes(b)),
-            _ => kind,
-        };
+fn kind_of<'a>(value: &Parts<'a>) -> Result<Option<Kind<'a>>, DecodeError> {
+    // Fast path: a lone short string, by far the most common value.
+    if let (Some((buf, _)), true) = (value.first, value.more.is_empty()) {
+        if let Some((s, [])) = super::short_field(buf, 0x0a) {
+            return Ok(Some(Kind::Str(s)));
+        }
     }
+    let mut kind = None;
+    value.for_each_field(|field, v| {
+        kind = match (field, v, kind.take()) {
+            (1, Value::Bytes(b, _), _) => Some(Kind::Str(b)),
+            (2, v, k) => varint_value(v)?.map(Kind::Bool).or(k),
+            (3, v, k) => varint_value(v)?.map(Kind::Int).or(k),
+            (4, Value::Fixed64(x), _) => Some(Kind::Double(x)),
+            (5, Value::Bytes(b, at), Some(Kind::Array(mut p))) => {
+                p.push(b, at);
+                Some(Kind::Array(p))
+            }
+            (5, Value::Bytes(b, at), _) => Some(Kind::Array(Parts::one(b, at))),
+            (6, Value::Bytes(b, at), Some(Kind::KvList(mut p))) => {
+                p.push(b, at);
+                Some(Kind::KvList(p))
+            }
+            (6, Value::Bytes(b, at), _) => Some(Kind::KvList(Parts::one(b, at))),
+            (7, Value::Bytes(b, _), _) => Some(Kind::Bytes(b)),
+            (_, _, k) => k,
+        };
+        Ok(())
+    })?;
     Ok(kind)
 }
 
@@ -61,13 +121,12 @@ pub(crate) fn push_utf8(out: &mut String, bytes: &[u8], stats: &mut DecodeStats)
 /// Renders a top-level attribute value (or a log body) into `out`.
 /// Returns false for an empty `AnyValue` (no variant set), which the tables store as NULL.
 pub(crate) fn render_value(
-    buf: &[u8],
-    base: usize,
+    value: &Parts<'_>,
     out: &mut String,
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<bool, DecodeError> {
-    let Some(kind) = kind_of(buf, base)? else {
+    let Some(kind) = kind_of(value)? else {
         return Ok(false);
     };
     match kind {
@@ -83,14 +142,13 @@ pub(crate) fn render_value(
 /// the input to the column; other kinds are rendered in `scratch` first.
 #[inline]
 pub(crate) fn append_value(
-    buf: &[u8],
-    base: usize,
+    value: &Parts<'_>,
     out: &mut Utf8Column,
     scratch: &mut String,
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    let Some(kind) = kind_of(buf, base)? else {
+    let Some(kind) = kind_of(value)? else {
         out.push_null();
         return Ok(());
     };
@@ -125,8 +183,7 @@ fn cap<'s>(s: &'s str, max: usize, stats: &mut DecodeStats) -> &'s str {
 }
 
 fn render_nested(
-    buf: &[u8],
-    base: usize,
+    value: &Parts<'_>,
     depth: usize,
     out: &mut String,
     opts: &DecodeOptions,
@@ -137,7 +194,7 @@ fn render_nested(
         out.push_str(TRUNCATED_DEPTH);
         return Ok(());
     }
-    match kind_of(buf, base)? {
+    match kind_of(value)? {
         None => out.push_str("null"),
         Some(kind) => render_json(kind, depth, out, opts, stats)?,
     }
@@ -162,69 +219,45 @@ fn render_json(
         // int64 travels as a varint; the cast restores its sign.
         Kind::Int(i) => out.push_str(itoa::Buffer::new().format(i as i64)),
         Kind::Double(bits) => push_double(out, f64::from_bits(bits)),
-        Kind::Array(b, at) => {
+        Kind::Array(parts) => {
             out.push('[');
-            let mut r = Reader::new(b, at);
-            let mut first = true;
             let mut i = 0;
-            while let Some((field, v)) = r.next()? {
-                if let (1, Value::Bytes(elem, eat)) = (field, v) {
-                    if !first {
+            parts.for_each_field(|field, v| {
+                if let (1, Value::Bytes(elem, at)) = (field, v) {
+                    if i > 0 {
                         out.push(',');
                     }
-                    first = false;
-                    render_nested(elem, eat, depth + 1, out, opts, stats)
+                    render_nested(&Parts::one(elem, at), depth + 1, out, opts, stats)
                         .map_err(|e| e.within("values", Some(i)))?;
                     i += 1;
                 }
-            }
+                Ok(())
+            })?;
             out.push(']');
         }
-        Kind::KvList(b, at) => {
+        Kind::KvList(parts) => {
             out.push('{');
-            let mut r = Reader::new(b, at);
-            let mut first = true;
             let mut i = 0;
-            while let Some((field, v)) = r.next()? {
-                if let (1, Value::Bytes(kv, kvat)) = (field, v) {
-                    if !first {
+            parts.for_each_field(|field, v| {
+                if let (1, Value::Bytes(kv, at)) = (field, v) {
+                    if i > 0 {
                         out.push(',');
                     }
-                    first = false;
-                    render_kv(kv, kvat, depth, out, opts, stats)
-                        .map_err(|e| e.within("values", Some(i)))?;
+                    let kv = super::raw_kv(kv, at).map_err(|e| e.within("values", Some(i)))?;
+                    push_json_string(out, kv.key, stats);
+                    out.push(':');
+                    if kv.value.is_empty() {
+                        out.push_str("null");
+                    } else {
+                        render_nested(&kv.value, depth + 1, out, opts, stats)
+                            .map_err(|e| e.within("value", None).within("values", Some(i)))?;
+                    }
                     i += 1;
                 }
-            }
+                Ok(())
+            })?;
             out.push('}');
         }
-    }
-    Ok(())
-}
-
-fn render_kv(
-    buf: &[u8],
-    base: usize,
-    depth: usize,
-    out: &mut String,
-    opts: &DecodeOptions,
-    stats: &mut DecodeStats,
-) -> Result<(), DecodeError> {
-    let mut r = Reader::new(buf, base);
-    let mut key: &[u8] = b"";
-    let mut value: Option<(&[u8], usize)> = None;
-    while let Some((field, v)) = r.next()? {
-        match (field, v) {
-            (1, Value::Bytes(b, _)) => key = b,
-            (2, Value::Bytes(b, at)) => value = Some((b, at)),
-            _ => {}
-        }
-    }
-    push_json_string(out, key, stats);
-    out.push(':');
-    match value {
-        Some((b, at)) => render_nested(b, at, depth + 1, out, opts, stats)?,
-        None => out.push_str("null"),
     }
     Ok(())
 }
@@ -289,6 +322,12 @@ pub(crate) fn push_double(out: &mut String, x: f64) {
     // re-lay them out the way Python's repr does.
     let mut rbuf = ryu::Buffer::new();
     let r = rbuf.format_finite(x);
+    // Where both print positionally, ryu and Python agree digit for digit.
+    let a = x.abs();
+    if (a == 0.0 || (1e-4..1e16).contains(&a)) && !r.contains('e') {
+        out.push_str(r);
+        return;
+    }
     let (neg, r) = match r.strip_prefix('-') {
         Some(m) => (true, m),
         None => (false, r),
@@ -392,6 +431,18 @@ mod tests {
         assert_eq!(d(f64::MAX), "1.7976931348623157e+308");
         assert_eq!(d(-1234.5e10), "-12345000000000.0");
         assert_eq!(d(9007199254740993.0), "9007199254740992.0");
+    }
+
+    /// Doubles and their Python `repr`, generated once with CPython.
+    mod cases {
+        include!("python_repr_cases.rs");
+    }
+
+    #[test]
+    fn doubles_match_python_repr_on_random_values() {
+        for &(bits, want) in cases::CASES {
+            assert_eq!(d(f64::from_bits(bits)), want, "bits {bits:#x}");
+        }
     }
 
     #[test]

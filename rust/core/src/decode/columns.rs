@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, TimestampNanosecondBuilder};
+use arrow_array::builder::{
+    ArrayBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+};
 use arrow_array::{
     ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
-    UInt32Array,
 };
 use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
-use arrow_select::take::take;
 
 use super::DecodeStats;
 use crate::schema::{self, attr};
@@ -190,6 +190,24 @@ impl Entries {
     }
 }
 
+/// A resource's attributes as repeated on every row: its live entries in order.
+#[derive(Default, Debug)]
+pub(crate) struct PackedMap {
+    entries: Vec<(String, Option<String>)>,
+}
+
+impl Entries {
+    fn pack(&self) -> PackedMap {
+        let entries = self
+            .items
+            .iter()
+            .filter(|it| it.live)
+            .map(|it| (self.key(it).to_owned(), self.value(it).map(str::to_owned)))
+            .collect();
+        PackedMap { entries }
+    }
+}
+
 /// A `MAP(VARCHAR, VARCHAR)` column: entries are pushed, then the row is closed.
 pub(crate) struct MapColumn {
     offsets: Vec<i32>,
@@ -219,21 +237,12 @@ impl MapColumn {
         self.offsets.push(self.keys.len() as i32);
     }
 
-    pub(crate) fn append(&mut self, e: &Entries) {
-        for it in e.items.iter().filter(|it| it.live) {
-            self.keys.push_str(e.key(it));
-            match e.value(it) {
-                Some(v) => self.values.push_str(v),
-                None => self.values.push_null(),
-            }
-        }
-        self.close_row();
-    }
-
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<MapArray, ArrowError> {
         let field = schema::map_entries_field();
         let DataType::Struct(fields) = field.data_type() else {
-            return Err(ArrowError::SchemaError("map entries must be a struct".into()));
+            return Err(ArrowError::SchemaError(
+                "map entries must be a struct".into(),
+            ));
         };
         let entries = StructArray::try_new(
             fields.clone(),
@@ -253,6 +262,7 @@ impl MapColumn {
 #[derive(Default, Debug)]
 pub(crate) struct ResourceCtx {
     pub(crate) attributes: Entries,
+    packed: PackedMap,
     service_name: Option<String>,
     service_version: Option<String>,
     service_instance_id: Option<String>,
@@ -271,6 +281,7 @@ impl ResourceCtx {
             .get(attr::DEPLOYMENT_ENVIRONMENT_NAME)
             .or_else(|| a.get(attr::DEPLOYMENT_ENVIRONMENT))
             .map(str::to_owned);
+        self.packed = self.attributes.pack();
     }
 }
 
@@ -282,8 +293,8 @@ pub(crate) struct ScopeCtx {
 
 /// The columns every row repeats from its resource and scope. Rows only record
 /// which (resource, scope) they belong to; the columns are materialised once per
-/// context and expanded with `take` at the end, instead of copying every resource
-/// attribute into every row as it is decoded.
+/// context and expanded when the batch is finished, instead of copying every
+/// resource attribute into every row as it is decoded.
 #[derive(Default)]
 pub(crate) struct ContextColumns {
     resources: Vec<ResourceCtx>,
@@ -307,42 +318,75 @@ impl ContextColumns {
         self.rows.push(context);
     }
 
-    fn finish_into(
-        &mut self,
-        cols: &mut Vec<ArrayRef>,
-        stats: &mut DecodeStats,
-    ) -> Result<(), ArrowError> {
-        let n = self.contexts.len();
-        let mut strings: [Utf8Column; 4] = std::array::from_fn(|_| Utf8Column::with_capacity(n, n * 8));
-        let mut resource_attributes = MapColumn::with_capacity(n, n * 8);
-        let mut scope_name = Utf8Column::with_capacity(n, n * 8);
-        let mut scope_version = Utf8Column::with_capacity(n, n * 8);
-        for (r, scope) in &self.contexts {
+    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+        let rows = std::mem::take(&mut self.rows);
+        // These strings were validated once per resource/scope: arrow's own builders
+        // take them as `&str` and skip a second validation at the end.
+        let mut strings: [StringBuilder; 6] =
+            std::array::from_fn(|_| StringBuilder::with_capacity(rows.len(), rows.len() * 8));
+        let entries: usize = rows
+            .iter()
+            .map(|&c| {
+                self.resources[self.contexts[c as usize].0]
+                    .packed
+                    .entries
+                    .len()
+            })
+            .sum();
+        let mut map_offsets = Vec::with_capacity(rows.len() + 1);
+        map_offsets.push(0i32);
+        let mut keys = StringBuilder::with_capacity(entries, entries * 16);
+        let mut values = StringBuilder::with_capacity(entries, entries * 16);
+        // Rows of one scope are contiguous, so each context is handled once per run.
+        for run in rows.chunk_by(|a, b| a == b) {
+            let (r, scope) = &self.contexts[run[0] as usize];
             let res = &self.resources[*r];
             let lifted = [
                 &res.service_name,
                 &res.service_version,
                 &res.service_instance_id,
                 &res.deployment_environment,
+                &scope.name,
+                &scope.version,
             ];
             for (col, v) in strings.iter_mut().zip(lifted) {
-                col.push_opt(v.as_deref().map(str::as_bytes));
+                match v {
+                    Some(v) => col.append_value_n(v, run.len()),
+                    None => col.append_nulls(run.len()),
+                }
             }
-            resource_attributes.append(&res.attributes);
-            scope_name.push_opt(scope.name.as_deref().map(str::as_bytes));
-            scope_version.push_opt(scope.version.as_deref().map(str::as_bytes));
+            for _ in run {
+                for (k, v) in &res.packed.entries {
+                    keys.append_value(k);
+                    values.append_option(v.as_deref());
+                }
+                map_offsets.push(keys.len() as i32);
+            }
         }
-        let mut per_context: Vec<ArrayRef> = Vec::with_capacity(7);
-        for col in &mut strings {
-            per_context.push(Arc::new(col.finish(stats)?));
-        }
-        per_context.push(Arc::new(resource_attributes.finish(stats)?));
-        per_context.push(Arc::new(scope_name.finish(stats)?));
-        per_context.push(Arc::new(scope_version.finish(stats)?));
-        let indices = UInt32Array::from(std::mem::take(&mut self.rows));
-        for a in per_context {
-            cols.push(take(a.as_ref(), &indices, None)?);
-        }
+        let field = schema::map_entries_field();
+        let DataType::Struct(fields) = field.data_type() else {
+            return Err(ArrowError::SchemaError(
+                "map entries must be a struct".into(),
+            ));
+        };
+        let map_entries = StructArray::try_new(
+            fields.clone(),
+            vec![Arc::new(keys.finish()), Arc::new(values.finish())],
+            None,
+        )?;
+        let attributes = MapArray::try_new(
+            field,
+            OffsetBuffer::new(ScalarBuffer::from(map_offsets)),
+            map_entries,
+            None,
+            false,
+        )?;
+        // Column order: lifted service columns, the map, then scope name and version.
+        let [name, version, instance, environment, scope_name, scope_version] =
+            strings.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        cols.extend([name, version, instance, environment]);
+        cols.push(Arc::new(attributes));
+        cols.extend([scope_name, scope_version]);
         Ok(())
     }
 }
@@ -351,26 +395,33 @@ fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
     TimestampNanosecondBuilder::with_capacity(rows).with_timezone(schema::TIMEZONE)
 }
 
-/// Lowercase hex of an id, on the stack.
+/// Lowercase hex of an id (up to 16 bytes), on the stack.
 pub(crate) struct Hex {
-    buf: [u8; 64],
+    buf: [u8; 32],
     len: usize,
 }
+
+/// Each byte's two hex digits, so an id is one table load per byte.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 impl Hex {
     #[inline]
     pub(crate) fn new(bytes: &[u8]) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut h = Hex {
-            buf: [0; 64],
-            len: 0,
-        };
-        for &b in bytes.iter().take(32) {
-            h.buf[h.len] = DIGITS[usize::from(b >> 4)];
-            h.buf[h.len + 1] = DIGITS[usize::from(b & 0xf)];
-            h.len += 2;
+        let mut buf = [0u8; 32];
+        let n = bytes.len().min(16);
+        for (pair, &b) in buf.chunks_exact_mut(2).zip(&bytes[..n]) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
-        h
+        Hex { buf, len: 2 * n }
     }
 
     #[inline]
@@ -382,7 +433,7 @@ impl Hex {
 /// Hex for ids of any length (links may carry odd ones).
 pub(crate) fn hex_bytes(bytes: &[u8]) -> Vec<u8> {
     bytes
-        .chunks(32)
+        .chunks(16)
         .flat_map(|c| Hex::new(c).as_bytes().to_vec())
         .collect()
 }
@@ -497,7 +548,7 @@ impl SpansBuilder {
             Arc::new(self.status_code.finish(stats)?),
             Arc::new(self.status_message.finish(stats)?),
         ];
-        self.contexts.finish_into(&mut cols, stats)?;
+        self.contexts.finish_into(&mut cols)?;
         cols.push(Arc::new(self.span_attributes.finish(stats)?));
         cols.push(self.events.finish(stats)?);
         cols.push(self.links.finish(stats)?);
@@ -693,7 +744,7 @@ impl LogsBuilder {
             Arc::new(self.body.finish(stats)?),
             Arc::new(self.event_name.finish(stats)?),
         ];
-        self.contexts.finish_into(&mut cols, stats)?;
+        self.contexts.finish_into(&mut cols)?;
         cols.push(Arc::new(self.log_attributes.finish(stats)?));
         RecordBatch::try_new(schema::logs_schema(), cols)
     }

@@ -1,6 +1,6 @@
 //! `ExportLogsServiceRequest` -> `logs` batch.
 
-use super::anyvalue::render_value;
+use super::anyvalue::{render_value, Parts};
 use super::columns::{ContextColumns, Hex, LogRow, LogsBuilder};
 use super::wire::{fixed64_value, varint_value, Reader, Value};
 use super::{
@@ -58,7 +58,7 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
         let mut observed = 0u64;
         let mut severity = 0u64;
         let mut severity_text: &[u8] = b"";
-        let mut body: Option<(&[u8], usize)> = None;
+        let mut body = Parts::default();
         let mut trace_id: &[u8] = b"";
         let mut span_id: &[u8] = b"";
         let mut event_name: &[u8] = b"";
@@ -69,7 +69,7 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
                 (11, v) => observed = fixed64_value(v).unwrap_or(observed),
                 (2, v) => severity = varint_value(v)?.unwrap_or(severity),
                 (3, Value::Bytes(b, _)) => severity_text = b,
-                (5, Value::Bytes(b, at)) => body = Some((b, at)),
+                (5, Value::Bytes(b, at)) => body.push(b, at),
                 (6, Value::Bytes(b, at)) => self.attrs.push(b, at)?,
                 (9, Value::Bytes(b, _)) => trace_id = b,
                 (10, Value::Bytes(b, _)) => span_id = b,
@@ -80,11 +80,9 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
         self.attrs.write(self.out.attributes(), self.opts, stats)?;
 
         self.body.clear();
-        let has_body = match body {
-            Some((b, at)) => render_value(b, at, &mut self.body, self.opts, stats)
-                .map_err(|e| e.within("body", None))?,
-            None => false,
-        };
+        let has_body = !body.is_empty()
+            && render_value(&body, &mut self.body, self.opts, stats)
+                .map_err(|e| e.within("body", None))?;
         let tid = correlation_id(trace_id, 16);
         let sid = correlation_id(span_id, 8);
         let (time, observed) = (nanos(time), nanos(observed));

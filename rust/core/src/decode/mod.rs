@@ -17,7 +17,7 @@ pub use logs::decode_logs;
 pub use traces::decode_traces;
 
 use crate::error::DecodeError;
-use anyvalue::{append_value, push_utf8, render_value};
+use anyvalue::{append_value, push_utf8, render_value, Parts};
 use columns::{ContextColumns, MapColumn};
 use wire::{Reader, Value};
 
@@ -81,23 +81,52 @@ fn row_estimate(len: usize) -> usize {
     (len / 320).clamp(8, 1 << 20)
 }
 
-/// A `KeyValue` as it sits on the wire: key bytes and the encoded `AnyValue`.
-#[derive(Clone, Copy)]
+/// A `KeyValue` as it sits on the wire: key bytes and the encoded `AnyValue`
+/// (empty when absent).
 struct RawKv<'a> {
     key: &'a [u8],
-    value: Option<(&'a [u8], usize)>,
+    value: Parts<'a>,
 }
 
+/// A length-delimited field `tag` at the start of `buf` whose length fits one
+/// varint byte: (payload, rest). The shape almost every SDK writes.
+#[inline(always)]
+fn short_field(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    match buf {
+        [t, len, rest @ ..] if *t == tag && *len < 0x80 && usize::from(*len) <= rest.len() => {
+            Some(rest.split_at(usize::from(*len)))
+        }
+        _ => None,
+    }
+}
+
+#[inline]
 fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
+    // Fast path: `key` then `value`, each under 128 bytes, nothing else.
+    if let Some((key, rest)) = short_field(buf, 0x0a) {
+        if rest.is_empty() {
+            return Ok(RawKv {
+                key,
+                value: Parts::default(),
+            });
+        }
+        if let Some((value, [])) = short_field(rest, 0x12) {
+            let at = base + (buf.len() - value.len());
+            return Ok(RawKv {
+                key,
+                value: Parts::one(value, at),
+            });
+        }
+    }
     let mut r = Reader::new(buf, base);
     let mut kv = RawKv {
         key: b"",
-        value: None,
+        value: Parts::default(),
     };
     while let Some((field, v)) = r.next()? {
         match (field, v) {
             (1, Value::Bytes(b, _)) => kv.key = b,
-            (2, Value::Bytes(b, at)) => kv.value = Some((b, at)),
+            (2, Value::Bytes(b, at)) => kv.value.push(b, at),
             _ => {}
         }
     }
@@ -154,7 +183,8 @@ impl<'a> AttrWriter<'a> {
         let mut seen = 0u64;
         let mut collision = false;
         for kv in &self.kvs {
-            let bit = 1u64 << ((kv.key.len() * 7 + usize::from(kv.key.last().copied().unwrap_or(0))) % 64);
+            let bit = 1u64
+                << ((kv.key.len() * 7 + usize::from(kv.key.last().copied().unwrap_or(0))) % 64);
             collision |= seen & bit != 0;
             seen |= bit;
         }
@@ -192,60 +222,44 @@ impl<'a> AttrWriter<'a> {
                 continue;
             }
             keys.push_bytes(kv.key);
-            match kv.value {
-                Some((b, at)) => append_value(b, at, values, &mut self.scratch, opts, stats)
-                    .map_err(|e| e.within("value", None).within("attributes", Some(i)))?,
-                None => values.push_null(),
+            if kv.value.is_empty() {
+                values.push_null();
+            } else {
+                append_value(&kv.value, values, &mut self.scratch, opts, stats)
+                    .map_err(|e| e.within("value", None).within("attributes", Some(i)))?;
             }
         }
         self.kvs.clear();
         Ok(())
     }
-}
 
-/// Reads one `KeyValue` of a resource into `entries`, rendered.
-fn push_key_value(
-    entries: &mut Entries,
-    buf: &[u8],
-    base: usize,
-    opts: &DecodeOptions,
-    stats: &mut DecodeStats,
-) -> Result<(), DecodeError> {
-    let kv = raw_kv(buf, base)?;
-    let key_start = entries.begin();
-    push_utf8(entries.text(), kv.key, stats);
-    let value_start = entries.text().len();
-    let has_value = match kv.value {
-        Some((b, at)) => {
-            render_value(b, at, entries.text(), opts, stats).map_err(|e| e.within("value", None))?
+    /// Renders the gathered attributes into `entries` (resources, whose
+    /// attributes are kept per resource rather than written per row).
+    fn render(
+        &mut self,
+        entries: &mut Entries,
+        opts: &DecodeOptions,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
+        self.resolve_duplicates();
+        for (i, kv) in self.kvs.iter().enumerate() {
+            if !self.live[i] {
+                continue;
+            }
+            let key_start = entries.begin();
+            push_utf8(entries.text(), kv.key, stats);
+            let value_start = entries.text().len();
+            let has_value = !kv.value.is_empty()
+                && render_value(&kv.value, entries.text(), opts, stats)
+                    .map_err(|e| e.within("value", None).within("attributes", Some(i)))?;
+            if has_value && entries.cap_last_value(value_start, opts.max_value_bytes) {
+                stats.truncated_values += 1;
+            }
+            entries.commit(key_start, value_start, has_value);
         }
-        None => false,
-    };
-    if has_value && entries.cap_last_value(value_start, opts.max_value_bytes) {
-        stats.truncated_values += 1;
+        self.kvs.clear();
+        Ok(())
     }
-    entries.commit(key_start, value_start, has_value);
-    Ok(())
-}
-
-/// Reads a `Resource` (possibly split over several occurrences, which protobuf merges).
-fn read_resource(
-    ctx: &mut ResourceCtx,
-    buf: &[u8],
-    base: usize,
-    opts: &DecodeOptions,
-    stats: &mut DecodeStats,
-) -> Result<(), DecodeError> {
-    let mut r = Reader::new(buf, base);
-    let mut i = 0;
-    while let Some((field, v)) = r.next()? {
-        if let (1, Value::Bytes(b, at)) = (field, v) {
-            push_key_value(&mut ctx.attributes, b, at, opts, stats)
-                .map_err(|e| e.within("attributes", Some(i)))?;
-            i += 1;
-        }
-    }
-    Ok(())
 }
 
 /// Reads an `InstrumentationScope`; name and version, last value wins. Its
@@ -338,13 +352,19 @@ fn walk_resource<'a, S: RecordSink<'a>>(
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    let mut res = ResourceCtx::default();
+    let mut attrs = AttrWriter::default();
     let mut r = Reader::new(buf, base);
     while let Some((field, v)) = r.next()? {
         if let (1, Value::Bytes(b, at)) = (field, v) {
-            read_resource(&mut res, b, at, opts, stats).map_err(|e| e.within("resource", None))?;
+            attrs
+                .collect(b, at, 1)
+                .map_err(|e| e.within("resource", None))?;
         }
     }
+    let mut res = ResourceCtx::default();
+    attrs
+        .render(&mut res.attributes, opts, stats)
+        .map_err(|e| e.within("resource", None))?;
     res.seal();
     let resource = sink.contexts().add_resource(res);
     let mut r = Reader::new(buf, base);

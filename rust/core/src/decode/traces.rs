@@ -37,6 +37,11 @@ struct SpanDecoder<'a, 'o> {
     opts: &'o DecodeOptions,
 }
 
+/// Enums are int32 on the wire: protobuf keeps the low 32 bits of a wider varint.
+fn enum_value(v: u64) -> i32 {
+    v as i32
+}
+
 fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
@@ -138,7 +143,7 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             parent_span_id: valid_id(parent, 8).then(|| pid.as_bytes()),
             trace_state: opt(trace_state),
             name,
-            kind: usize::try_from(kind)
+            kind: usize::try_from(enum_value(kind))
                 .ok()
                 .and_then(|k| SPAN_KINDS.get(k))
                 .copied()
@@ -146,7 +151,7 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             start,
             end,
             duration,
-            status_code: usize::try_from(status_code)
+            status_code: usize::try_from(enum_value(status_code))
                 .ok()
                 .and_then(|k| STATUS_CODES.get(k))
                 .copied()

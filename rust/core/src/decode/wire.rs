@@ -226,7 +226,7 @@ mod tests {
         let buf = [0x22, 0x05, b'h'];
         let mut r = Reader::new(&buf, 100);
         let e = r.next().err();
-        assert_eq!(e.map(|e| e.offset), Some(102));
+        assert_eq!(e.map(|e| e.offset()), Some(102));
     }
 
     #[test]
