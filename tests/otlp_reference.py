@@ -306,23 +306,24 @@ def _without_timestamps(ty: pa.DataType) -> pa.DataType:
     """``ty`` with every timestamp replaced by int64, nested types included."""
     if pa.types.is_timestamp(ty):
         return pa.int64()
-    if pa.types.is_list(ty):
+    if pa.types.is_list(ty) or pa.types.is_large_list(ty):
         item = ty.value_field
-        return pa.list_(pa.field(item.name, _without_timestamps(item.type), item.nullable))
+        make = pa.list_ if pa.types.is_list(ty) else pa.large_list
+        return make(pa.field(item.name, _without_timestamps(item.type), item.nullable))
     if pa.types.is_struct(ty):
         return pa.struct([pa.field(f.name, _without_timestamps(f.type), f.nullable) for f in ty])
     return ty
 
 
 def batch_rows(batch: Any) -> list[dict[str, Any]]:
-    """The decoder's batch as Python rows, timestamps as int64 nanoseconds.
+    """The rows of a decoded batch (or any Arrow table) with timestamps as int64 nanoseconds.
 
     pyarrow cannot turn nanoseconds past 2262 (or before 1677) into ``datetime``, so every
     timestamp column, also inside ``events``, is cast to int64 first.
     """
-    rb = pa.record_batch(batch)
-    columns = [col.cast(_without_timestamps(col.type)) for col in rb.columns]
-    return pa.RecordBatch.from_arrays(columns, names=rb.schema.names).to_pylist()
+    table = batch if isinstance(batch, pa.Table) else pa.table(pa.record_batch(batch))
+    columns = [col.cast(_without_timestamps(col.type)) for col in table.columns]
+    return pa.Table.from_arrays(columns, names=table.schema.names).to_pylist()
 
 
 def row_differences(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> list[str]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from otlp_reference import LOG_COLUMNS, batch_rows, expected_logs, row_differences
+from otlp_strategies import SLOW_OK
 
 TRACE = bytes(range(1, 17))
 SPAN = bytes(range(1, 9))
@@ -34,7 +35,7 @@ def assert_matches_reference(request: ExportLogsServiceRequest, data: bytes) -> 
     assert stats["rejection"] is None
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.one_of(strat.logs_requests(), strat.logs_requests().flatmap(strat.with_unknown_fields)))
 def test_logs_match_reference(request: ExportLogsServiceRequest) -> None:
     data = request.SerializeToString()
@@ -42,7 +43,7 @@ def test_logs_match_reference(request: ExportLogsServiceRequest) -> None:
     assert_matches_reference(request, data)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=SLOW_OK)
 @given(strat.logs_requests().flatmap(strat.with_mistyped_fields))
 def test_known_field_with_wrong_wire_type_is_not_read_as_that_field(
     request: ExportLogsServiceRequest,

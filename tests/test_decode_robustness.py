@@ -32,6 +32,7 @@ from otlp_reference import (
     expected_spans,
     row_differences,
 )
+from otlp_strategies import SLOW_OK
 
 TRACES = (aftershock.decode_traces, ExportTraceServiceRequest, expected_spans, SPAN_COLUMNS)
 LOGS = (aftershock.decode_logs, ExportLogsServiceRequest, expected_logs, LOG_COLUMNS)
@@ -103,7 +104,7 @@ def damaged(draw: st.DrawFn) -> tuple[str, bytes]:
     return name, bytes(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(damaged())
 def test_damaged_requests_decode_or_raise_decode_error(sample: tuple[str, bytes]) -> None:
     _, data = sample
@@ -112,7 +113,7 @@ def test_damaged_requests_decode_or_raise_decode_error(sample: tuple[str, bytes]
     decode_or_error(aftershock.decode_logs, LOG_COLUMNS, data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.binary(max_size=300))
 def test_random_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     decode_or_error(aftershock.decode_traces, SPAN_COLUMNS, data)
@@ -422,7 +423,7 @@ utf8_texts = st.text(min_size=1, max_size=6).map(lambda s: s.encode())
 raw_strings = st.lists(st.one_of(utf8_texts, BROKEN_UTF8), min_size=1, max_size=4).map(b"".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.sampled_from(sorted(UTF8_LOCATIONS)), raw_strings)
 def test_invalid_utf8_is_replaced_and_counted(location: str, raw: bytes) -> None:
     kind, build, pick, render = UTF8_LOCATIONS[location]

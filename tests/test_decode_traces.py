@@ -9,12 +9,15 @@ from typing import Any
 import aftershock
 import otlp_strategies as strat
 import otlp_wire as w
+import pyarrow as pa
 import pytest
+from google.protobuf import text_format
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from otlp_reference import SPAN_COLUMNS, batch_rows, expected_spans, row_differences
+from otlp_strategies import SLOW_OK
 
 GOOD_TRACE = bytes(range(1, 17))
 GOOD_SPAN = bytes(range(1, 9))
@@ -38,7 +41,7 @@ def assert_matches_reference(request: ExportTraceServiceRequest, data: bytes) ->
         assert stats["rejection"] is None
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.one_of(strat.trace_requests(), strat.trace_requests().flatmap(strat.with_unknown_fields)))
 def test_spans_match_reference(request: ExportTraceServiceRequest) -> None:
     data = request.SerializeToString()
@@ -46,14 +49,15 @@ def test_spans_match_reference(request: ExportTraceServiceRequest) -> None:
     assert_matches_reference(request, data)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(strat.trace_requests().flatmap(strat.with_mistyped_fields))
 def test_known_field_with_wrong_wire_type_is_not_read_as_that_field(
     request: ExportTraceServiceRequest,
 ) -> None:
-    # upb (and protobuf-go, C++, Java) keep such a field as an unknown field; prost and the
-    # Collector's gogo code refuse the message. Either is a protobuf reader; reading the
-    # payload as if it were the field (e.g. a length-delimited blob as a timestamp) is not.
+    # upb, the protobuf runtime behind opentelemetry-proto, keeps such a field as an unknown
+    # field; some generated decoders (prost, gogo) refuse the whole message instead. Either is
+    # what a protobuf reader does; reading the payload as if it were the field (a
+    # length-delimited blob as a timestamp, say) is not.
     data = request.SerializeToString()
     note(f"wire bytes: {data.hex()}")
     try:
@@ -67,8 +71,6 @@ def test_empty_request_gives_empty_batch_with_the_spans_schema() -> None:
     batch, stats = aftershock.decode_traces(b"", with_stats=True)
     rows = batch_rows(batch)
     assert rows == []
-    import pyarrow as pa
-
     assert tuple(pa.record_batch(batch).schema.names) == SPAN_COLUMNS
     assert stats == {
         "accepted": 0,
@@ -252,10 +254,8 @@ def _render(value: AnyValue | tuple[Any, ...]) -> tuple[str | None, dict[str, An
     return text, stats
 
 
-def _av(text_format: str) -> AnyValue:
-    from google.protobuf import text_format as tf
-
-    return tf.Parse(text_format, AnyValue())
+def _av(text: str) -> AnyValue:
+    return text_format.Parse(text, AnyValue())
 
 
 RENDERED = [
@@ -300,9 +300,9 @@ RENDERED = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("text_format", "stored"), RENDERED, ids=[r[1][:30] for r in RENDERED])
-def test_values_render_like_python_json(text_format: str, stored: str) -> None:
-    text, stats = _render(_av(text_format))
+@pytest.mark.parametrize(("text_form", "stored"), RENDERED, ids=[r[1][:30] for r in RENDERED])
+def test_values_render_like_python_json(text_form: str, stored: str) -> None:
+    text, stats = _render(_av(text_form))
     assert text == stored
     assert (stats["truncated_values"], stats["depth_capped"]) == (0, 0)
 
@@ -507,3 +507,54 @@ def test_resource_and_scope_split_over_occurrences_merge() -> None:
     rs = w.f_len(1, resource_a) + w.f_len(2, scope + w.f_len(2, w.span(GOOD_TRACE, GOOD_SPAN)))
     data = w.trace_request(rs + w.f_len(1, resource_b))
     assert_matches_reference(ExportTraceServiceRequest.FromString(data), data)
+
+
+# --- Counters -------------------------------------------------------------------------------
+
+
+def _overridden_values(container: Any) -> None:
+    """A cut value and a depth-capped value, each overridden by a later duplicate key."""
+    strat.fill_attributes(
+        container,
+        [
+            ("long", ("string", "x" * 9000)),
+            ("deep", ("deep", 70, False, ("int", 1))),
+            ("long", ("string", "short")),
+            ("deep", ("int", 2)),
+        ],
+    )
+
+
+@pytest.mark.parametrize("where", ["resource", "span", "event", "link"])
+def test_values_overridden_by_a_duplicate_key_are_not_counted(where: str) -> None:
+    # Counters describe what is stored; an overridden value is not stored anywhere.
+    request = _request({})
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    container = {
+        "resource": lambda: request.resource_spans[0].resource.attributes,
+        "span": lambda: span.attributes,
+        "event": lambda: span.events.add().attributes,
+        "link": lambda: span.links.add().attributes,
+    }[where]()
+    _overridden_values(container)
+    data = request.SerializeToString()
+    rows, stats = decode(data)
+    assert not row_differences(rows, expected_spans(request).rows)
+    assert (stats["truncated_values"], stats["depth_capped"]) == (0, 0), data.hex()
+
+
+def test_values_of_rejected_spans_are_not_counted() -> None:
+    request = _request({"trace_id": b""}, {})
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    strat.fill_attributes(
+        span.attributes,
+        [("long", ("string", "x" * 9000)), ("deep", ("deep", 70, False, ("int", 1)))],
+    )
+    span.end_time_unix_nano, span.start_time_unix_nano = 1, 2
+    _, stats = decode(request.SerializeToString())
+    assert (stats["accepted"], stats["rejected"]) == (1, 1)
+    assert (stats["truncated_values"], stats["depth_capped"], stats["negative_durations"]) == (
+        0,
+        0,
+        0,
+    )
