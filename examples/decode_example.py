@@ -28,7 +28,11 @@ def produce_spans(n_orders: int = 200) -> bytes:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(
         resource=Resource.create(
-            {"service.name": "checkout", "service.version": "2.4.0", "deployment.environment": "demo"}
+            {
+                "service.name": "checkout",
+                "service.version": "2.4.0",
+                "deployment.environment": "demo",
+            }
         )
     )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
