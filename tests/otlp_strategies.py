@@ -375,6 +375,15 @@ def expected_wire_type(fd: Any) -> int:
     return w.VARINT
 
 
+# Payloads that would also parse as a packed run of varints or of fixed64s, the shapes a
+# reader might be tempted to accept for a scalar field.
+mistyped_payloads = st.one_of(
+    st.binary(max_size=16),
+    st.lists(st.integers(0, U64_MAX).map(w.varint), min_size=1, max_size=3).map(b"".join),
+    st.lists(st.binary(min_size=8, max_size=8), min_size=1, max_size=2).map(b"".join),
+)
+
+
 @st.composite
 def mistyped_field(draw: st.DrawFn, descriptor: Any) -> bytes:
     """A field with a number ``descriptor`` knows, written with a different wire type.
@@ -394,7 +403,7 @@ def mistyped_field(draw: st.DrawFn, descriptor: Any) -> bytes:
         return w.f_fixed64(number, draw(st.integers(0, U64_MAX)))
     if wire_type == w.FIXED32:
         return w.f_fixed32(number, draw(U32))
-    return w.f_len(number, draw(st.binary(max_size=16)))
+    return w.f_len(number, draw(mistyped_payloads))
 
 
 @st.composite

@@ -7,7 +7,6 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aftershock
 import duckdb
 import otlp_samples
 import polars as pl
@@ -17,6 +16,8 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from otlp_reference import LOG_COLUMNS, SPAN_COLUMNS, batch_rows, expected_logs, expected_spans
+
+import aftershock
 
 TS = pa.timestamp("ns", tz="UTC")
 ATTRS = pa.map_(pa.string(), pa.string())

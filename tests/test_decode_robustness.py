@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import aftershock
 import otlp_samples
 import otlp_wire as w
 import pyarrow as pa
@@ -33,6 +32,8 @@ from otlp_reference import (
     row_differences,
 )
 from otlp_strategies import SLOW_OK
+
+import aftershock
 
 TRACES = (aftershock.decode_traces, ExportTraceServiceRequest, expected_spans, SPAN_COLUMNS)
 LOGS = (aftershock.decode_logs, ExportLogsServiceRequest, expected_logs, LOG_COLUMNS)

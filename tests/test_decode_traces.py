@@ -6,7 +6,6 @@ import math
 import re
 from typing import Any
 
-import aftershock
 import otlp_strategies as strat
 import otlp_wire as w
 import pyarrow as pa
@@ -18,6 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from otlp_reference import SPAN_COLUMNS, batch_rows, expected_spans, row_differences
 from otlp_strategies import SLOW_OK
+
+import aftershock
 
 GOOD_TRACE = bytes(range(1, 17))
 GOOD_SPAN = bytes(range(1, 9))
@@ -558,3 +559,31 @@ def test_values_of_rejected_spans_are_not_counted() -> None:
         0,
         0,
     )
+
+
+# Known fields written with another wire type, smallest cases of the property test above.
+MISTYPED = {
+    "start-time-as-length-delimited": w.f_len(7, (5).to_bytes(8, "little")),
+    "kind-as-length-delimited": w.f_len(6, b"\x02"),
+    "status-code-as-length-delimited": w.f_len(15, w.f_len(3, b"\x02")),
+    "bool-value-as-length-delimited": w.f_len(
+        9, w.key_value(b"k", w.any_string(b"s") + w.f_len(w.Av.BOOL, b"\x00"))
+    ),
+    "int-value-as-length-delimited": w.f_len(
+        9, w.key_value(b"k", w.any_string(b"s") + w.f_len(w.Av.INT, b"\x07"))
+    ),
+    "trace-id-as-varint": w.f_varint(1, 1),
+    "double-value-as-varint": w.f_len(
+        9, w.key_value(b"k", w.any_string(b"s") + w.f_varint(w.Av.DOUBLE, 1))
+    ),
+}
+
+
+@pytest.mark.parametrize("extra", MISTYPED.values(), ids=MISTYPED.keys())
+def test_mistyped_known_field_is_ignored_or_refused(extra: bytes) -> None:
+    data = w.single_span_request(w.span(GOOD_TRACE, GOOD_SPAN, extra=extra))
+    try:
+        aftershock.decode_traces(data)
+    except aftershock.DecodeError:
+        return
+    assert_matches_reference(ExportTraceServiceRequest.FromString(data), data)
