@@ -7,6 +7,7 @@ import functools
 import math
 
 import otlp_strategies as strat
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -17,6 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 RESOURCE = {
@@ -27,26 +29,54 @@ RESOURCE = {
 }
 
 
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+
+class _FixedIds(IdGenerator):
+    """Deterministic ids, so the sample (and every example derived from it) is the same in
+    every run and a failure found once replays exactly."""
+
+    def __init__(self) -> None:
+        self._next = 0x00F067AA0BA902B7
+
+    def generate_span_id(self) -> int:
+        self._next += 1
+        return self._next
+
+    def generate_trace_id(self) -> int:
+        return 0x4BF92F3577B34DA6A3CE929D0E0E4736
+
+
 @functools.cache
 def sdk_trace_request() -> ExportTraceServiceRequest:
     """A request as the SDK's OTLP exporter encodes it: nested spans, an event, an exception,
-    a link and an error status."""
+    a link and an error status. Ids and times are fixed."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create(RESOURCE))
+    provider = TracerProvider(resource=Resource.create(RESOURCE), id_generator=_FixedIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("shop.checkout", "1.0.0")
     attributes = {"http.status_code": 500, "ratio": 0.25, "tags": ["a", "b"], "retry": True}
-    with tracer.start_as_current_span(
-        "PlaceOrder", kind=SpanKind.SERVER, attributes=attributes
-    ) as parent:
-        links = [Link(parent.get_span_context(), {"link.reason": "retry"})]
-        with tracer.start_as_current_span("charge", kind=SpanKind.CLIENT, links=links) as child:
-            child.add_event("retrying", {"attempt": 2})
-            try:
-                raise ValueError("card declined")
-            except ValueError as exc:
-                child.record_exception(exc)
-            child.set_status(Status(StatusCode.ERROR, "declined"))
+    parent = tracer.start_span(
+        "PlaceOrder", kind=SpanKind.SERVER, attributes=attributes, start_time=T0
+    )
+    links = [Link(parent.get_span_context(), {"link.reason": "retry"})]
+    child = tracer.start_span(
+        "charge",
+        context=trace.set_span_in_context(parent),
+        kind=SpanKind.CLIENT,
+        links=links,
+        start_time=T0 + MS,
+    )
+    child.add_event("retrying", {"attempt": 2}, timestamp=T0 + 2 * MS)
+    child.record_exception(
+        ValueError("card declined"),
+        attributes={"exception.stacktrace": "ValueError: card declined"},
+        timestamp=T0 + 3 * MS,
+    )
+    child.set_status(Status(StatusCode.ERROR, "declined"))
+    child.end(end_time=T0 + 4 * MS)
+    parent.end(end_time=T0 + 5 * MS)
     provider.shutdown()
     return encode_spans(exporter.get_finished_spans())
 
@@ -58,9 +88,15 @@ def sdk_logs_request() -> ExportLogsServiceRequest:
     provider = LoggerProvider(resource=Resource.create(RESOURCE))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("shop.checkout", "1.0.0")
-    logger.emit(body="payment failed", severity_text="ERROR", attributes={"order.id": 42})
-    logger.emit(body={"event": "cart", "items": [1, 2]}, timestamp=1_700_000_000_000_000_000)
-    logger.emit(event_name="browser.click", attributes={"x": 1.5})
+    logger.emit(
+        body="payment failed",
+        severity_text="ERROR",
+        attributes={"order.id": 42},
+        timestamp=T0,
+        observed_timestamp=T0 + MS,
+    )
+    logger.emit(body={"event": "cart", "items": [1, 2]}, timestamp=T0, observed_timestamp=T0)
+    logger.emit(event_name="browser.click", attributes={"x": 1.5}, observed_timestamp=T0 + MS)
     provider.shutdown()
     return encode_logs(exporter.get_finished_logs())
 

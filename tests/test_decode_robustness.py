@@ -46,6 +46,10 @@ SAMPLES = {
 }
 
 
+# Serialized once, outside any strategy: building the SDK samples is not a draw.
+SAMPLE_BYTES = {name: make().SerializeToString() for name, (make, _) in SAMPLES.items()}
+
+
 def decode_or_error(decode: Callable[..., Any], columns: tuple[str, ...], data: bytes) -> Any:
     """Decodes ``data``; returns the DecodeError instead of raising it. Anything else raised
     fails the test, and a batch that comes back must be complete and self-consistent."""
@@ -88,7 +92,7 @@ def test_every_prefix_decodes_exactly_when_protobuf_parses_it(name: str) -> None
 def damaged(draw: st.DrawFn) -> tuple[str, bytes]:
     """A sample request with a few bits flipped, bytes dropped, inserted or overwritten."""
     name = draw(st.sampled_from(sorted(SAMPLES)))
-    data = bytearray(SAMPLES[name][0]().SerializeToString())
+    data = bytearray(SAMPLE_BYTES[name])
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(data) - 1))
         how = draw(st.sampled_from(["flip", "drop", "insert", "overwrite"]))
@@ -564,3 +568,32 @@ def test_truncated_request_names_the_offset_where_bytes_ran_out() -> None:
         aftershock.decode_traces(data[:-3])
     # The last top-level field starts somewhere before the cut and claims bytes past it.
     assert 0 <= info.value.offset <= len(data) - 3
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff" * 8192, b"a" * 8190 + b"\xff", b"\xff" * 2731, b"\xe2\x82" * 3000, b"\xff" * 9000],
+    ids=["8192-bad-bytes", "one-bad-byte-at-the-end", "2731-bad-bytes", "truncated-seqs", "9000"],
+)
+@pytest.mark.parametrize("where", ["span", "resource", "log"])
+def test_the_length_cap_applies_to_the_repaired_text(raw: bytes, where: str) -> None:
+    # Each bad byte becomes U+FFFD (three bytes), so a value within the cap on the wire can
+    # exceed it once repaired; the cap is on what is stored.
+    value = w.key_value(b"k", w.any_string(raw))
+    if where == "span":
+        data = w.single_span_request(w.span(extra=w.f_len(9, value)))
+        batch, stats = aftershock.decode_traces(data, with_stats=True)
+        stored = batch_rows(batch)[0]["span_attributes"]
+    elif where == "resource":
+        data = w.single_span_request(w.span(), resource=w.f_len(1, value))
+        batch, stats = aftershock.decode_traces(data, with_stats=True)
+        stored = batch_rows(batch)[0]["resource_attributes"]
+    else:
+        data = w.single_log_request(w.f_len(6, value))
+        batch, stats = aftershock.decode_logs(data, with_stats=True)
+        stored = batch_rows(batch)[0]["log_attributes"]
+    repaired = raw.decode("utf-8", errors="replace").encode()
+    expected = repaired[:8192].decode("utf-8", errors="ignore")
+    assert stored == [("k", expected)]
+    assert stats["truncated_values"] == 1
+    assert stats["invalid_utf8"] == 1
