@@ -23,6 +23,10 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
+// The allocator the extension ships with, so that both measure the same thing.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORDS: usize = 8192;
 const SERVICES: [(&str, &str); 4] = [
     ("frontend", "1.14.2"),

@@ -198,7 +198,6 @@ fn unknown_fields_are_skipped() {
 // array sent in two halves is one array.
 
 #[test]
-#[ignore = "known decoder gap: a repeated AnyValue field is not merged (last occurrence wins whole); run with --ignored"]
 fn split_attribute_value_merges() {
     let split = cat(&[ld(1, b"k"), ld(2, &any_str("kept")), ld(2, &[])]);
     let span = cat(&[ids(), ld(9, &split)]);
@@ -210,7 +209,6 @@ fn split_attribute_value_merges() {
 }
 
 #[test]
-#[ignore = "known decoder gap: a repeated AnyValue field is not merged (last occurrence wins whole); run with --ignored"]
 fn split_array_value_concatenates() {
     let array = cat(&[
         ld(5, &cat(&[ld(1, &varint(3, 1)), ld(1, &varint(3, 2))])),
@@ -221,7 +219,6 @@ fn split_array_value_concatenates() {
 }
 
 #[test]
-#[ignore = "known decoder gap: a repeated AnyValue field is not merged (last occurrence wins whole); run with --ignored"]
 fn split_log_body_merges() {
     let record = cat(&[ld(5, &any_str("kept")), ld(5, &[])]);
     agree(Signal::Logs, "split body", &logs(&[], &[record]));
