@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import otlp_wire as w
@@ -174,8 +175,32 @@ bodies = st.none() | any_values
 entity_keys = st.lists(texts, max_size=2)
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How many containers a request has and which values its attributes and bodies hold."""
+
+    sizes: st.SearchStrategy[int]
+    attributes: st.SearchStrategy[list[tuple[str, tuple[Any, ...] | None]]]
+    resource_attributes: st.SearchStrategy[list[tuple[str, tuple[Any, ...] | None]]]
+    bodies: st.SearchStrategy[tuple[Any, ...] | None]
+
+
+# Containers are rarely empty: empty ones are an edge case, not the common one.
+FULL = Shape(mostly(st.integers(1, 2), st.just(0)), attributes, resource_attributes, bodies)
+
+_light_values = st.recursive(
+    st.one_of(st.tuples(st.just("string"), texts), st.tuples(st.just("int"), int64s)),
+    lambda children: st.tuples(st.just("array"), st.lists(children, max_size=2)),
+    max_leaves=3,
+)
+_light_attributes = st.lists(st.tuples(keys, st.none() | _light_values), max_size=2)
+# One container of each kind and small values: enough to reach every message type, small
+# enough that hypothesis shrinks a failure in seconds rather than minutes.
+LIGHT = Shape(st.just(1), _light_attributes, _light_attributes, st.none() | _light_values)
+
+
 @st.composite
-def fill_span(draw: st.DrawFn, span: Span) -> None:
+def fill_span(draw: st.DrawFn, span: Span, shape: Shape) -> None:
     """Draws every field of ``span``; ids are sometimes invalid so the span is rejected."""
     start = draw(timestamps)
     # Half the spans end a plausible while after they start, the rest at any time at all.
@@ -192,14 +217,14 @@ def fill_span(draw: st.DrawFn, span: Span) -> None:
     span.dropped_attributes_count = draw(U32)
     span.dropped_events_count = draw(U32)
     span.dropped_links_count = draw(U32)
-    fill_attributes(span.attributes, draw(attributes))
+    fill_attributes(span.attributes, draw(shape.attributes))
     for _ in range(draw(small_counts)):
         event = span.events.add(
             time_unix_nano=draw(timestamps),
             name=draw(texts),
             dropped_attributes_count=draw(U32),
         )
-        fill_attributes(event.attributes, draw(attributes))
+        fill_attributes(event.attributes, draw(shape.attributes))
     for _ in range(draw(small_counts)):
         link = span.links.add(
             trace_id=draw(link_trace_ids),
@@ -208,7 +233,7 @@ def fill_span(draw: st.DrawFn, span: Span) -> None:
             dropped_attributes_count=draw(U32),
             flags=draw(U32),
         )
-        fill_attributes(link.attributes, draw(attributes))
+        fill_attributes(link.attributes, draw(shape.attributes))
     if draw(st.booleans()):
         span.status.message = draw(texts)
         span.status.code = draw(enum_values)
@@ -216,13 +241,13 @@ def fill_span(draw: st.DrawFn, span: Span) -> None:
 
 
 @st.composite
-def fill_resource(draw: st.DrawFn, container: Any) -> None:
+def fill_resource(draw: st.DrawFn, container: Any, shape: Shape) -> None:
     """Gives ``container`` (a ResourceSpans/ResourceLogs) a drawn Resource, or none at all."""
     if draw(one_in_five) == 0:
         return
     resource = container.resource
     resource.SetInParent()
-    fill_attributes(resource.attributes, draw(resource_attributes))
+    fill_attributes(resource.attributes, draw(shape.resource_attributes))
     resource.dropped_attributes_count = draw(U32)
     for _ in range(draw(st.integers(0, 1))):
         resource.entity_refs.add(
@@ -231,7 +256,7 @@ def fill_resource(draw: st.DrawFn, container: Any) -> None:
 
 
 @st.composite
-def fill_scope(draw: st.DrawFn, container: Any) -> None:
+def fill_scope(draw: st.DrawFn, container: Any, shape: Shape) -> None:
     """Gives ``container`` a drawn InstrumentationScope (attributes never stored), or none."""
     if draw(one_in_five) == 0:
         return
@@ -239,59 +264,59 @@ def fill_scope(draw: st.DrawFn, container: Any) -> None:
     scope.SetInParent()
     scope.name = draw(texts)
     scope.version = draw(texts)
-    fill_attributes(scope.attributes, draw(attributes))
+    fill_attributes(scope.attributes, draw(shape.attributes))
     scope.dropped_attributes_count = draw(U32)
 
 
-# Containers are rarely empty: empty ones are an edge case, not the common one.
-counts = mostly(st.integers(1, 2), st.just(0))
-
-
 @st.composite
-def trace_requests(draw: st.DrawFn) -> ExportTraceServiceRequest:
+def trace_requests(draw: st.DrawFn, shape: Shape | None = None) -> ExportTraceServiceRequest:
     """Several resources, each with several scopes of several spans."""
+    shape = shape or FULL
+    sizes = shape.sizes
     request = ExportTraceServiceRequest()
-    for _ in range(draw(counts)):
+    for _ in range(draw(sizes)):
         rs = request.resource_spans.add(schema_url=draw(texts))
-        draw(fill_resource(rs))
-        for _ in range(draw(counts)):
+        draw(fill_resource(rs, shape))
+        for _ in range(draw(sizes)):
             ss = rs.scope_spans.add(schema_url=draw(texts))
-            draw(fill_scope(ss))
-            for _ in range(draw(counts)):
-                draw(fill_span(ss.spans.add()))
+            draw(fill_scope(ss, shape))
+            for _ in range(draw(sizes)):
+                draw(fill_span(ss.spans.add(), shape))
     return request
 
 
 @st.composite
-def fill_log_record(draw: st.DrawFn, record: LogRecord) -> None:
+def fill_log_record(draw: st.DrawFn, record: LogRecord, shape: Shape) -> None:
     """Draws every field of ``record``; the body is any AnyValue or absent."""
     record.time_unix_nano = draw(log_times)
     record.observed_time_unix_nano = draw(log_times)
     record.severity_number = draw(enum_values)
     record.severity_text = draw(texts)
-    fill_attributes(record.attributes, draw(attributes))
+    fill_attributes(record.attributes, draw(shape.attributes))
     record.dropped_attributes_count = draw(U32)
     record.flags = draw(U32)
     record.trace_id = draw(trace_ids)
     record.span_id = draw(span_ids)
     record.event_name = draw(texts)
-    body = draw(bodies)
+    body = draw(shape.bodies)
     if body is not None:
         fill_any_value(record.body, body)
 
 
 @st.composite
-def logs_requests(draw: st.DrawFn) -> ExportLogsServiceRequest:
+def logs_requests(draw: st.DrawFn, shape: Shape | None = None) -> ExportLogsServiceRequest:
     """Several resources, each with several scopes of several log records."""
+    shape = shape or FULL
+    sizes = shape.sizes
     request = ExportLogsServiceRequest()
-    for _ in range(draw(counts)):
+    for _ in range(draw(sizes)):
         rl = request.resource_logs.add(schema_url=draw(texts))
-        draw(fill_resource(rl))
-        for _ in range(draw(counts)):
+        draw(fill_resource(rl, shape))
+        for _ in range(draw(sizes)):
             sl = rl.scope_logs.add(schema_url=draw(texts))
-            draw(fill_scope(sl))
-            for _ in range(draw(counts)):
-                draw(fill_log_record(sl.log_records.add()))
+            draw(fill_scope(sl, shape))
+            for _ in range(draw(sizes)):
+                draw(fill_log_record(sl.log_records.add(), shape))
     return request
 
 

@@ -45,7 +45,7 @@ def test_logs_match_reference(request: ExportLogsServiceRequest) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=SLOW_OK)
-@given(strat.logs_requests().flatmap(strat.with_mistyped_fields))
+@given(strat.logs_requests(strat.LIGHT).flatmap(strat.with_mistyped_fields))
 def test_known_field_with_wrong_wire_type_is_not_read_as_that_field(
     request: ExportLogsServiceRequest,
 ) -> None:

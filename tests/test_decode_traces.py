@@ -51,7 +51,7 @@ def test_spans_match_reference(request: ExportTraceServiceRequest) -> None:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
-@given(strat.trace_requests().flatmap(strat.with_mistyped_fields))
+@given(strat.trace_requests(strat.LIGHT).flatmap(strat.with_mistyped_fields))
 def test_known_field_with_wrong_wire_type_is_not_read_as_that_field(
     request: ExportTraceServiceRequest,
 ) -> None:
