@@ -6,7 +6,7 @@
 use base64::Engine;
 
 use super::columns::Utf8Column;
-use super::wire::{varint_value, Reader, Value};
+use super::wire::{Reader, Value};
 use super::{DecodeOptions, DecodeStats};
 use crate::error::DecodeError;
 
@@ -84,8 +84,8 @@ fn kind_of<'a>(value: &Parts<'a>) -> Result<Option<Kind<'a>>, DecodeError> {
     value.for_each_field(|field, v| {
         kind = match (field, v, kind.take()) {
             (1, Value::Bytes(b, _), _) => Some(Kind::Str(b)),
-            (2, v, k) => varint_value(v)?.map(Kind::Bool).or(k),
-            (3, v, k) => varint_value(v)?.map(Kind::Int).or(k),
+            (2, Value::Varint(x), _) => Some(Kind::Bool(x)),
+            (3, Value::Varint(x), _) => Some(Kind::Int(x)),
             (4, Value::Fixed64(x), _) => Some(Kind::Double(x)),
             (5, Value::Bytes(b, at), Some(Kind::Array(mut p))) => {
                 p.push(b, at);

@@ -26,6 +26,9 @@ pub(crate) struct Utf8Column {
     offsets: Vec<i32>,
     data: Vec<u8>,
     nulls: NullBufferBuilder,
+    /// For attribute values: the length cap, which also binds text that only grew
+    /// past it when invalid UTF-8 was repaired.
+    cap: Option<usize>,
 }
 
 impl Utf8Column {
@@ -36,7 +39,13 @@ impl Utf8Column {
             offsets,
             data: Vec::with_capacity(bytes),
             nulls: NullBufferBuilder::new(rows),
+            cap: None,
         }
+    }
+
+    fn capped(mut self, cap: usize) -> Self {
+        self.cap = Some(cap);
+        self
     }
 
     /// Appends bytes that should be UTF-8; checked when the column is finished.
@@ -85,7 +94,7 @@ impl Utf8Column {
             Ok(a) => Ok(a),
             Err(_) => {
                 let raw = BinaryArray::try_new(offsets, data, nulls)?;
-                Ok(repair(&raw, stats))
+                Ok(repair(&raw, self.cap, stats))
             }
         }
     }
@@ -93,14 +102,23 @@ impl Utf8Column {
 
 /// Replaces invalid UTF-8 value by value, counting the values repaired.
 #[cold]
-fn repair(raw: &BinaryArray, stats: &mut DecodeStats) -> StringArray {
+fn repair(raw: &BinaryArray, cap: Option<usize>, stats: &mut DecodeStats) -> StringArray {
     raw.iter()
         .map(|v| {
             v.map(|b| match std::str::from_utf8(b) {
                 Ok(s) => s.to_owned(),
                 Err(_) => {
                     stats.invalid_utf8 += 1;
-                    String::from_utf8_lossy(b).into_owned()
+                    let mut s = String::from_utf8_lossy(b).into_owned();
+                    if let Some(max) = cap.filter(|&max| s.len() > max) {
+                        let mut cut = max;
+                        while !s.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        s.truncate(cut);
+                        stats.truncated_values += 1;
+                    }
+                    s
                 }
             })
         })
@@ -216,13 +234,14 @@ pub(crate) struct MapColumn {
 }
 
 impl MapColumn {
-    pub(crate) fn with_capacity(rows: usize, entries: usize) -> Self {
+    /// A map of attributes whose values are capped at `value_cap` bytes.
+    pub(crate) fn with_capacity(rows: usize, entries: usize, value_cap: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         MapColumn {
             offsets,
             keys: Utf8Column::with_capacity(entries, entries * 16),
-            values: Utf8Column::with_capacity(entries, entries * 16),
+            values: Utf8Column::with_capacity(entries, entries * 16).capped(value_cap),
         }
     }
 
@@ -474,7 +493,7 @@ pub(crate) struct SpansBuilder {
 }
 
 impl SpansBuilder {
-    pub(crate) fn with_capacity(rows: usize) -> Self {
+    pub(crate) fn with_capacity(rows: usize, value_cap: usize) -> Self {
         SpansBuilder {
             trace_id: Utf8Column::with_capacity(rows, rows * 32),
             span_id: Utf8Column::with_capacity(rows, rows * 16),
@@ -488,9 +507,9 @@ impl SpansBuilder {
             status_code: Utf8Column::with_capacity(rows, rows * 5),
             status_message: Utf8Column::with_capacity(rows, 0),
             contexts: ContextColumns::default(),
-            span_attributes: MapColumn::with_capacity(rows, rows * 10),
-            events: EventsColumn::new(rows),
-            links: LinksColumn::new(rows),
+            span_attributes: MapColumn::with_capacity(rows, rows * 10, value_cap),
+            events: EventsColumn::new(rows, value_cap),
+            links: LinksColumn::new(rows, value_cap),
             rows: 0,
         }
     }
@@ -580,14 +599,14 @@ pub(crate) struct EventsColumn {
 }
 
 impl EventsColumn {
-    fn new(rows: usize) -> Self {
+    fn new(rows: usize, value_cap: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         EventsColumn {
             offsets,
             time: timestamps(0),
             name: Utf8Column::with_capacity(0, 0),
-            attributes: MapColumn::with_capacity(0, 0),
+            attributes: MapColumn::with_capacity(0, 0, value_cap),
         }
     }
 
@@ -627,7 +646,7 @@ pub(crate) struct LinksColumn {
 }
 
 impl LinksColumn {
-    fn new(rows: usize) -> Self {
+    fn new(rows: usize, value_cap: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         LinksColumn {
@@ -635,7 +654,7 @@ impl LinksColumn {
             trace_id: Utf8Column::with_capacity(0, 0),
             span_id: Utf8Column::with_capacity(0, 0),
             trace_state: Utf8Column::with_capacity(0, 0),
-            attributes: MapColumn::with_capacity(0, 0),
+            attributes: MapColumn::with_capacity(0, 0, value_cap),
         }
     }
 
@@ -694,7 +713,7 @@ pub(crate) struct LogsBuilder {
 }
 
 impl LogsBuilder {
-    pub(crate) fn with_capacity(rows: usize) -> Self {
+    pub(crate) fn with_capacity(rows: usize, value_cap: usize) -> Self {
         LogsBuilder {
             time: timestamps(rows),
             observed_time: timestamps(rows),
@@ -705,7 +724,7 @@ impl LogsBuilder {
             body: Utf8Column::with_capacity(rows, rows * 64),
             event_name: Utf8Column::with_capacity(rows, 0),
             contexts: ContextColumns::default(),
-            log_attributes: MapColumn::with_capacity(rows, rows * 6),
+            log_attributes: MapColumn::with_capacity(rows, rows * 6, value_cap),
             rows: 0,
         }
     }

@@ -2,7 +2,7 @@
 
 use super::anyvalue::{render_value, Parts};
 use super::columns::{ContextColumns, Hex, LogRow, LogsBuilder};
-use super::wire::{fixed64_value, varint_value, Reader, Value};
+use super::wire::{Reader, Value};
 use super::{
     nanos, opt, row_estimate, walk_request, AttrWriter, DecodeOptions, DecodeStats, Decoded,
     Envelope, RecordSink,
@@ -19,7 +19,7 @@ const ENVELOPE: Envelope = Envelope {
 /// never rejected: missing or malformed ids just mean "not correlated".
 pub fn decode_logs(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Error> {
     let mut d = LogDecoder {
-        out: LogsBuilder::with_capacity(row_estimate(buf.len())),
+        out: LogsBuilder::with_capacity(row_estimate(buf.len()), opts.max_value_bytes),
         attrs: AttrWriter::default(),
         body: String::new(),
         opts,
@@ -65,9 +65,9 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
         let mut r = Reader::new(buf, base);
         while let Some((field, v)) = r.next()? {
             match (field, v) {
-                (1, v) => time = fixed64_value(v).unwrap_or(time),
-                (11, v) => observed = fixed64_value(v).unwrap_or(observed),
-                (2, v) => severity = varint_value(v)?.unwrap_or(severity),
+                (1, Value::Fixed64(x)) => time = x,
+                (11, Value::Fixed64(x)) => observed = x,
+                (2, Value::Varint(x)) => severity = x,
                 (3, Value::Bytes(b, _)) => severity_text = b,
                 (5, Value::Bytes(b, at)) => body.push(b, at),
                 (6, Value::Bytes(b, at)) => self.attrs.push(b, at)?,

@@ -1,7 +1,7 @@
 //! `ExportTraceServiceRequest` -> `spans` batch.
 
 use super::columns::{hex_bytes, ContextColumns, Hex, SpanRow, SpansBuilder};
-use super::wire::{fixed64_value, varint_value, Reader, Value};
+use super::wire::{Reader, Value};
 use super::{
     nanos, opt, row_estimate, walk_request, AttrWriter, DecodeOptions, DecodeStats, Decoded,
     Envelope, RecordSink,
@@ -20,7 +20,7 @@ const ENVELOPE: Envelope = Envelope {
 /// anywhere fails the whole request.
 pub fn decode_traces(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Error> {
     let mut d = SpanDecoder {
-        out: SpansBuilder::with_capacity(row_estimate(buf.len())),
+        out: SpansBuilder::with_capacity(row_estimate(buf.len()), opts.max_value_bytes),
         attrs: AttrWriter::default(),
         opts,
     };
@@ -78,9 +78,9 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
                 (3, Value::Bytes(b, _)) => trace_state = b,
                 (4, Value::Bytes(b, _)) => parent = b,
                 (5, Value::Bytes(b, _)) => name = b,
-                (6, v) => kind = varint_value(v)?.unwrap_or(kind),
-                (7, v) => start = fixed64_value(v).unwrap_or(start),
-                (8, v) => end = fixed64_value(v).unwrap_or(end),
+                (6, Value::Varint(x)) => kind = x,
+                (7, Value::Fixed64(x)) => start = x,
+                (8, Value::Fixed64(x)) => end = x,
                 (11 | 13, Value::Bytes(..)) => nested = true,
                 (9, Value::Bytes(b, at)) => self.attrs.push(b, at)?,
                 (15, Value::Bytes(b, at)) => {
@@ -89,11 +89,7 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
                     while let Some((f, v)) = s.next().map_err(|e| e.within("status", None))? {
                         match (f, v) {
                             (2, Value::Bytes(m, _)) => status_message = m,
-                            (3, v) => {
-                                status_code = varint_value(v)
-                                    .map_err(|e| e.within("status", None))?
-                                    .unwrap_or(status_code)
-                            }
+                            (3, Value::Varint(x)) => status_code = x,
                             _ => {}
                         }
                     }
@@ -202,7 +198,7 @@ impl<'a> SpanDecoder<'a, '_> {
         let mut r = Reader::new(buf, base);
         while let Some((field, v)) = r.next()? {
             match (field, v) {
-                (1, v) => time = fixed64_value(v).unwrap_or(time),
+                (1, Value::Fixed64(x)) => time = x,
                 (2, Value::Bytes(b, _)) => name = b,
                 _ => {}
             }

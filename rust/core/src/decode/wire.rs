@@ -170,38 +170,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The value of a varint-typed field. A packed (length-delimited) run is accepted
-/// too and its last element wins, as for any repeated occurrence of a scalar;
-/// a payload of any other wire type makes it an unknown field (`None`).
-#[inline]
-pub(crate) fn varint_value(v: Value<'_>) -> Result<Option<u64>, DecodeError> {
-    match v {
-        Value::Varint(x) => Ok(Some(x)),
-        Value::Bytes(b, at) => {
-            let mut r = Reader::new(b, at);
-            let mut last = None;
-            while r.pos < b.len() {
-                last = Some(r.varint()?);
-            }
-            Ok(last)
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The value of a fixed64-typed field (timestamps); packed runs as for varints.
-#[inline]
-pub(crate) fn fixed64_value(v: Value<'_>) -> Option<u64> {
-    match v {
-        Value::Fixed64(x) => Some(x),
-        Value::Bytes(b, _) if !b.is_empty() && b.len() % 8 == 0 => {
-            let last = &b[b.len() - 8..];
-            Some(u64::from_le_bytes(last.try_into().unwrap_or([0; 8])))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,13 +203,5 @@ mod tests {
             0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
         ];
         assert!(Reader::new(&buf, 0).next().is_err());
-    }
-
-    #[test]
-    fn packed_varint_last_wins() {
-        assert_eq!(
-            varint_value(Value::Bytes(&[0x01, 0x02, 0x03], 0)).ok(),
-            Some(Some(3))
-        );
     }
 }
