@@ -102,7 +102,7 @@ class Expected:
 
 
 def _json_float(x: float) -> str:
-    # json.dumps writes floats with repr and spells the non-finite ones NaN/Infinity.
+    """A double as Python's json writes it: ``repr`` digits, ``NaN``/``Infinity``."""
     return json.dumps(x)
 
 
@@ -173,6 +173,7 @@ def attribute_map(kvs: Sequence[KeyValue], exp: Expected) -> Entries:
 
 
 def _lookup(entries: Entries, key: str) -> str | None:
+    """The value stored under ``key`` (None if absent or NULL)."""
     for k, v in entries:
         if k == key:
             return v
@@ -205,6 +206,7 @@ def nanos(x: int) -> int:
 
 
 def _valid_id(raw: bytes, size: int) -> bool:
+    """Whether ``raw`` is an id of ``size`` bytes that is not all zero."""
     return len(raw) == size and any(raw)
 
 
@@ -218,6 +220,7 @@ def span_is_valid(span: Any) -> bool:
 
 
 def _enum_name(names: tuple[str, ...], n: int) -> str:
+    """The name of enum value ``n``; out-of-range values get the first (unset) name."""
     return names[n] if 0 <= n < len(names) else names[0]
 
 

@@ -38,13 +38,16 @@ class _FixedIds(IdGenerator):
     every run and a failure found once replays exactly."""
 
     def __init__(self) -> None:
+        """Starts the span ids at an arbitrary fixed value."""
         self._next = 0x00F067AA0BA902B7
 
     def generate_span_id(self) -> int:
+        """The next span id."""
         self._next += 1
         return self._next
 
     def generate_trace_id(self) -> int:
+        """Always the same trace id: the sample is one trace."""
         return 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
 

@@ -130,6 +130,7 @@ scalar_values = st.one_of(
 
 
 def _extend(children: st.SearchStrategy[tuple[Any, ...]]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """Containers of ``children``: arrays, kvlists and chains just past the depth cap."""
     return st.one_of(
         st.tuples(st.just("array"), st.lists(children, max_size=4)),
         st.tuples(st.just("kvlist"), st.lists(st.tuples(keys, st.none() | children), max_size=4)),
@@ -336,6 +337,7 @@ _WIRE_TYPES = (w.VARINT, w.FIXED64, w.LEN, w.START_GROUP, w.FIXED32)
 
 @st.composite
 def _unknown_field(draw: st.DrawFn, numbers: st.SearchStrategy[int], depth: int = 0) -> bytes:
+    """One encoded field numbered from ``numbers``; groups nest at most two deep."""
     number = draw(numbers)
     wire_type = draw(st.sampled_from(_WIRE_TYPES if depth < 2 else _WIRE_TYPES[:3]))
     if wire_type == w.VARINT:

@@ -160,11 +160,13 @@ def _wrap_many(depth: int, leaf: bytes, prefix_for: Callable[[int], bytes]) -> b
 
 
 def _array_prefix(n: int) -> bytes:
+    """Header of AnyValue{array_value{values: <n bytes>}}."""
     inner = tag(1, LEN) + varint(n)
     return tag(Av.ARRAY, LEN) + varint(len(inner) + n) + inner
 
 
 def _kvlist_prefix(n: int) -> bytes:
+    """Header of AnyValue{kvlist_value{values: KeyValue{key: "k", value: <n bytes>}}}."""
     kv = f_len(1, b"k") + tag(2, LEN) + varint(n)
     entry = tag(1, LEN) + varint(len(kv) + n) + kv
     return tag(Av.KVLIST, LEN) + varint(len(entry) + n) + entry

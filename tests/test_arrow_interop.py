@@ -198,6 +198,7 @@ def test_polars_reads_the_batch_directly_and_through_pyarrow() -> None:
     assert direct.schema["start_time"] == pl.Datetime("ns", "UTC")
     assert direct.schema["duration_ns"] == pl.Int64
     assert direct.schema["span_kind"] == pl.String
+    assert direct.schema["span_attributes"] == pl.Map(pl.String, pl.String)
     events = direct.schema["events"]
     assert isinstance(events, pl.List)
     assert batch_rows(direct.to_arrow()) == batch_rows(batch)
@@ -211,6 +212,7 @@ def test_polars_reads_logs() -> None:
     assert frame.columns == list(LOG_COLUMNS)
     assert frame.schema["severity_number"] == pl.Int32
     assert frame.schema["time"] == pl.Datetime("ns", "UTC")
+    assert frame.schema["log_attributes"] == pl.Map(pl.String, pl.String)
     assert batch_rows(frame.to_arrow()) == batch_rows(batch)
 
 
@@ -268,6 +270,7 @@ def _workload() -> list[tuple[str, bytes]]:
 
 
 def _decode(kind: str, data: bytes) -> pa.RecordBatch:
+    """The pyarrow batch ``kind`` (traces or logs) of ``data``."""
     decode = aftershock.decode_traces if kind == "traces" else aftershock.decode_logs
     return pa.record_batch(decode(data))
 
@@ -287,6 +290,7 @@ def test_decoding_from_many_threads_gives_each_caller_its_own_result() -> None:
     sequential = [_decode(kind, data) for kind, data in work]
 
     def run(index: int) -> bool:
+        """Decodes job ``index`` and compares it with the sequential result."""
         kind, data = work[index % len(work)]
         return bool(_decode(kind, data).equals(sequential[index % len(work)]))
 

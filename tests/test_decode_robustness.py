@@ -193,6 +193,7 @@ CAPPED_KVLIST = '{"k":' * 64 + '"...(nested too deep)"' + "}" * 64
 
 
 def _span_attr(value: bytes) -> bytes:
+    """A trace request whose one span has the attribute ``deep`` = ``value``."""
     return w.single_span_request(w.span(extra=w.f_len(9, w.key_value(b"deep", value))))
 
 
@@ -257,10 +258,12 @@ def test_deep_nesting_in_a_malformed_message_still_reports_the_error() -> None:
 
 
 def _json_text(s: str) -> str:
+    """``s`` as a JSON string the way the decoder writes nested strings."""
     return json.dumps(s, ensure_ascii=False)
 
 
 def _attr(key: bytes, value: bytes) -> bytes:
+    """An encoded KeyValue."""
     return w.key_value(key, value)
 
 
@@ -464,6 +467,7 @@ BROKEN_KV = b"\x0a\x05ab"  # a KeyValue whose key claims 5 bytes but has 2
 
 
 def _spans(n: int, broken_at: int, extra: bytes) -> list[bytes]:
+    """``n`` valid spans; the one at ``broken_at`` carries ``extra`` fields."""
     return [
         w.span(bytes([0x11] * 16), bytes([0x22] * 8), extra=extra if i == broken_at else b"")
         for i in range(n)

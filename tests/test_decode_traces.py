@@ -88,6 +88,7 @@ def test_empty_request_gives_empty_batch_with_the_spans_schema() -> None:
 
 
 def _request(*spans: dict[str, Any]) -> ExportTraceServiceRequest:
+    """One resource and scope holding spans with valid ids, overridden by ``spans``."""
     request = ExportTraceServiceRequest()
     scope = request.resource_spans.add().scope_spans.add()
     for fields in spans:
@@ -256,6 +257,7 @@ def _render(value: AnyValue | tuple[Any, ...]) -> tuple[str | None, dict[str, An
 
 
 def _av(text: str) -> AnyValue:
+    """An AnyValue from protobuf text format."""
     return text_format.Parse(text, AnyValue())
 
 
@@ -379,6 +381,7 @@ def test_every_too_deep_value_is_counted() -> None:
 
 
 def _with_resource(*pairs: tuple[str, AnyValue | None]) -> dict[str, Any]:
+    """The row of one span under a resource with the attributes ``pairs``."""
     request = _request({})
     resource = request.resource_spans[0].resource
     for key, value in pairs:
