@@ -76,8 +76,41 @@ pub enum Error {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] WalError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the same call may succeed later without anyone fixing anything:
+    /// a full disk or quota, an interrupted or timed-out call. The WAL is left
+    /// consistent after these, so the receiver can answer "unavailable, retry".
+    pub fn is_retryable(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            Error::Io(e) => matches!(
+                e.kind(),
+                StorageFull | QuotaExceeded | Interrupted | WouldBlock | TimedOut | ResourceBusy
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What the write-ahead log refuses, beyond plain I/O errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("a record of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    /// An I/O failure left a partial write that could not be cut off; see
+    /// [`crate::wal`] for why appending on stops.
+    #[error("appends are refused until the log is reopened: {0}")]
+    Poisoned(String),
+    #[error("record {seq} in {} changed on disk after recovery checked it", path.display())]
+    Changed { seq: u64, path: std::path::PathBuf },
+    #[error("{} is in use by another process", .0.display())]
+    Locked(std::path::PathBuf),
+}

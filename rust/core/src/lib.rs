@@ -1,12 +1,13 @@
 //! aftershock's engine, in the order data flows through it:
 //! [`decode`] (OTLP bytes -> Arrow), then [`rollup`] (RED metrics per minute),
-//! WAL and the lake writer.
+//! [`wal`] (requests made durable before they are acknowledged) and the lake writer.
 //! Nothing here knows about Python; `rust/python` is a thin binding layer.
 
 pub mod decode;
 pub mod error;
 pub mod rollup;
 pub mod schema;
+pub mod wal;
 
 pub use decode::{decode_logs, decode_traces, DecodeOptions, DecodeStats, Decoded};
 pub use error::{DecodeError, Error};

@@ -40,6 +40,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             }
             _ => ("StorageError", vec![]),
         },
+        Error::Wal(_) => ("StorageError", vec![]),
         Error::Arrow(_) => ("AftershockError", vec![]),
     };
     let exc = class(py, name)?.call1((err.to_string(),))?;
