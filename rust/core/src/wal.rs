@@ -63,6 +63,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, WalError};
 
@@ -763,16 +765,25 @@ fn quarantine(dir: &Path, segment: &Path, offset: usize, bytes: &[u8]) -> io::Re
     sync_dir(&qdir)
 }
 
+/// Retries for a moment before giving up, because between fork and exec a child
+/// process shares its parent's descriptors, this lock included: a `Wal` dropped
+/// and reopened while the process spawns a command would otherwise fail.
 fn lock_dir(dir: &Path) -> Result<File> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(dir.join(LOCK_FILE))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(WalError::Locked(dir.to_path_buf()).into()),
-        Err(TryLockError::Error(e)) => Err(e.into()),
+    let deadline = Instant::now() + Duration::from_millis(300);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(TryLockError::WouldBlock) => return Err(WalError::Locked(dir.to_path_buf()).into()),
+            Err(TryLockError::Error(e)) => return Err(e.into()),
+        }
     }
 }
 
@@ -853,8 +864,6 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
     use std::sync::mpsc;
-    use std::thread;
-    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::error::Error;
