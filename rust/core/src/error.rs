@@ -80,6 +80,8 @@ pub enum Error {
     Wal(#[from] WalError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -42,6 +42,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         },
         Error::Wal(_) => ("StorageError", vec![]),
         Error::Arrow(_) => ("AftershockError", vec![]),
+        Error::Parquet(_) => ("StorageError", vec![]),
     };
     let exc = class(py, name)?.call1((err.to_string(),))?;
     for (k, v) in extra {
