@@ -20,3 +20,13 @@ class DecodeError(AftershockError, ValueError):
 
 class StorageError(AftershockError, OSError):
     """The data directory could not be read or written."""
+
+
+class BusyError(AftershockError):
+    """The writer is at its memory budget; retry after ``retry_after_ms`` milliseconds.
+
+    The receiver answers gRPC ``UNAVAILABLE`` with ``RetryInfo`` and HTTP 503 with
+    ``Retry-After`` for it.
+    """
+
+    retry_after_ms: int = 1000

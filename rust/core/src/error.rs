@@ -82,6 +82,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// The writer's memory budget is full: the caller should retry after the delay.
+    #[error("busy: buffered data is waiting for a flush; retry after {retry_after_ms} ms")]
+    Busy { retry_after_ms: u64 },
+    /// A broken invariant inside aftershock, not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -97,6 +103,7 @@ impl Error {
                 e.kind(),
                 StorageFull | QuotaExceeded | Interrupted | WouldBlock | TimedOut | ResourceBusy
             ),
+            Error::Busy { .. } => true,
             _ => false,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod error;
+pub mod lake;
 pub mod parquet_files;
 pub mod rollup;
 pub mod schema;

@@ -372,6 +372,12 @@ impl Wal {
         self.stats().bytes
     }
 
+    /// A lower bound of the sequence number the next append will get: the lake
+    /// writer uses it to know which sequences an append in progress may take.
+    pub fn next_seq(&self) -> u64 {
+        self.lock().next_seq
+    }
+
     pub fn stats(&self) -> WalStats {
         let st = self.lock();
         WalStats {

@@ -41,7 +41,14 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             _ => ("StorageError", vec![]),
         },
         Error::Wal(_) => ("StorageError", vec![]),
-        Error::Arrow(_) => ("AftershockError", vec![]),
+        Error::Busy { retry_after_ms } => (
+            "BusyError",
+            vec![(
+                "retry_after_ms",
+                retry_after_ms.into_pyobject(py)?.into_any().unbind(),
+            )],
+        ),
+        Error::Arrow(_) | Error::Internal(_) => ("AftershockError", vec![]),
         Error::Parquet(_) => ("StorageError", vec![]),
     };
     let exc = class(py, name)?.call1((err.to_string(),))?;

@@ -9,6 +9,7 @@ use pyo3_arrow::PyRecordBatch;
 use aftershock_core::{schema, DecodeOptions, Decoded};
 
 mod errors;
+mod lake;
 
 /// Decoding allocates and frees large column buffers per request; mimalloc keeps
 /// them warm instead of returning them to the kernel (page faults were ~10% of a decode).
@@ -83,6 +84,7 @@ fn table_schema(name: &str) -> PyResult<pyo3_arrow::PySchema> {
     let s = match name {
         schema::SPANS => schema::spans_schema(),
         schema::LOGS => schema::logs_schema(),
+        schema::ROLLUPS => schema::rollups_schema(),
         other => {
             return Err(pyo3::exceptions::PyKeyError::new_err(format!(
                 "no table named {other:?}"
@@ -97,6 +99,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_traces, m)?)?;
     m.add_function(wrap_pyfunction!(decode_logs, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
-    m.add("TABLES", (schema::SPANS, schema::LOGS))?;
+    m.add("TABLES", (schema::SPANS, schema::LOGS, schema::ROLLUPS))?;
+    m.add("LAKE_TABLES", aftershock_core::lake::TABLES.to_vec())?;
+    m.add("ROLLUP_SQL_MACROS", aftershock_core::rollup::sql_macros())?;
+    m.add_class::<lake::RawLake>()?;
     Ok(())
 }

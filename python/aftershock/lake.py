@@ -1,0 +1,220 @@
+"""The lake writer: durable ingest into Delta Lake tables.
+
+The Rust core (`aftershock._core.RawLake`) decodes each request, appends it to the WAL and
+returns once it is durable; it also writes the buffered rows as Parquet data files. This
+module owns what delta-rs does for us: creating the tables and committing those files, each
+commit carrying this receiver's WAL position as a Delta ``txn`` version so that a restart
+replays exactly what the tables are missing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    PostCommitHookProperties,
+    RemoveAction,
+    Transaction,
+)
+
+from aftershock import _core
+
+#: Tables the writer fills, as the Rust core names them.
+TABLES: tuple[str, ...] = tuple(_core.LAKE_TABLES)
+#: Every table is partitioned by this UTC date column (not stored inside the Parquet files).
+PARTITION_COLUMN = "day"
+DURABILITY_MODES = ("fsync", "os")
+RECEIVER_ID_FILE = "receiver-id"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one export request did: rows stored, records rejected and why."""
+
+    accepted: int
+    rejected: int
+    error_message: str | None
+
+
+def table_schema(table: str) -> pa.Schema:
+    """The Delta schema of ``table``: the Rust-defined columns plus the ``day`` partition."""
+    schema = pa.schema(_core.table_schema(table))
+    return schema.append(pa.field(PARTITION_COLUMN, pa.date32()))
+
+
+def receiver_id(data_dir: Path) -> str:
+    """This data directory's writer identity, created once and kept in ``receiver-id``.
+
+    It names the WAL's owner in Delta ``txn`` actions, so several receivers can commit to the
+    same tables and each replays only its own records.
+    """
+    path = data_dir / RECEIVER_ID_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        rid = f"aftershock-{uuid.uuid4()}"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(rid + "\n")
+        os.replace(tmp, path)
+        return rid
+
+
+def ensure_table(data_dir: Path, table: str) -> DeltaTable:
+    """Opens ``table`` under ``data_dir``, creating an empty Delta table first if needed."""
+    uri = str(data_dir / table)
+    if DeltaTable.is_deltatable(uri):
+        return DeltaTable(uri)
+    return DeltaTable.create(
+        uri,
+        schema=table_schema(table),
+        mode="ignore",
+        partition_by=[PARTITION_COLUMN],
+        name=table,
+    )
+
+
+class LakeWriter:
+    """Durable ingest into the Delta tables under ``data_dir``.
+
+    ``ingest_traces``/``ingest_logs`` return only once the request is in the fsynced WAL
+    (``durability="os"`` skips the fsync). A background thread flushes buffered rows to
+    Parquet and commits them every ``flush_interval`` seconds, so acknowledged data is
+    queryable within a few seconds. When ``max_buffer_bytes`` of rows wait for a commit,
+    ingest raises :class:`aftershock.errors.BusyError` instead of growing.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        durability: str = "fsync",
+        flush_interval: float = 2.0,
+        max_buffer_bytes: int = 512 << 20,
+        background: bool = True,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.receiver_id = receiver_id(self.data_dir)
+        self.flush_interval = flush_interval
+        self._tables = {t: ensure_table(self.data_dir, t) for t in TABLES}
+        committed = {
+            t: dt.transaction_version(self.receiver_id) or 0 for t, dt in self._tables.items()
+        }
+        self._raw, self.open_report = _core.RawLake.open(
+            str(self.data_dir), durability, max_buffer_bytes, committed
+        )
+        self._commit_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.last_flush_seconds = 0.0
+        self.flush_errors = 0
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._flush_loop, name="aftershock-flush", daemon=True
+            )
+            self._thread.start()
+
+    def ingest_traces(self, request: bytes) -> IngestResult:
+        """Stores an ``ExportTraceServiceRequest``; returns once it is durable."""
+        return IngestResult(*self._raw.ingest_traces(request))
+
+    def ingest_logs(self, request: bytes) -> IngestResult:
+        """Stores an ``ExportLogsServiceRequest``; returns once it is durable."""
+        return IngestResult(*self._raw.ingest_logs(request))
+
+    def flush(self) -> int:
+        """Writes and commits everything acknowledged so far; returns the rows committed."""
+        with self._commit_lock:
+            start = time.perf_counter()
+            rows = 0
+            for pending in self._raw.flush():
+                self._commit(pending)
+                rows += pending["rows"]
+            self.last_flush_seconds = time.perf_counter() - start
+            return rows
+
+    def _commit(self, pending: dict[str, Any]) -> None:
+        table, seq = pending["table"], pending["seq"]
+        if pending["files"]:
+            dt = self._tables[table]
+            dt.update_incremental()
+            actions: list[AddAction | RemoveAction] = [
+                AddAction(
+                    f["path"],
+                    f["size"],
+                    dict(f["partition_values"]),
+                    f["modification_time_ms"],
+                    True,
+                    f["stats_json"],
+                )
+                for f in pending["files"]
+            ]
+            dt.create_write_transaction(
+                actions,
+                mode="append",
+                schema=table_schema(table),
+                partition_by=[PARTITION_COLUMN],
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(self.receiver_id, seq)]
+                ),
+                post_commithook_properties=PostCommitHookProperties(
+                    create_checkpoint=True, cleanup_expired_logs=False
+                ),
+            )
+        # A table with no rows up to `seq` has nothing to commit and nothing to lose.
+        self._raw.committed(table, seq)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._next_wait()):
+            try:
+                self.flush()
+            except Exception:
+                # Rows stay buffered and in the WAL; the next round writes them again.
+                self.flush_errors += 1
+                self._stop.wait(min(self.flush_interval, 1.0))
+
+    def _next_wait(self) -> float:
+        age = self._raw.buffered_age()
+        return max(0.05, self.flush_interval - age) if age else self.flush_interval / 4
+
+    def metrics(self) -> dict[str, float]:
+        """Gauges for the receiver's Prometheus endpoint."""
+        return {
+            "buffered_bytes": self._raw.buffered_bytes(),
+            "wal_bytes": self._raw.wal_bytes(),
+            "last_flush_seconds": self.last_flush_seconds,
+            "flush_errors": self.flush_errors,
+        }
+
+    def close(self, *, flush: bool = True) -> None:
+        """Stops the flush thread, commits everything acknowledged and releases the WAL.
+
+        With ``flush=False`` nothing more is committed: acknowledged data stays in the WAL
+        and the next writer on this directory replays it (a fast shutdown).
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            if flush:
+                self.flush()
+        finally:
+            self._raw.close()
+
+    def __enter__(self) -> LakeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

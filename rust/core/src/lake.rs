@@ -1,0 +1,406 @@
+//! The lake writer: durable ingest in front of the Delta tables.
+//!
+//! `ingest_*` decodes a request, appends its bytes to the WAL and returns once they
+//! are durable; the decoded rows wait in memory until [`Lake::flush`] writes them as
+//! Parquet data files. Committing those files to Delta is the caller's job (the
+//! Python layer, through delta-rs); it reports back with [`Lake::committed`], and only
+//! then are rows dropped from memory and WAL segments deleted.
+//!
+//! Exactly-once across crashes: every Delta commit carries the WAL sequence number it
+//! covers as a `txn` version for this receiver. On open, the caller passes those
+//! versions in, and the WAL records after them are decoded again; each table takes
+//! only the records it does not have yet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+
+use crate::decode::{decode_logs, decode_traces, DecodeOptions, DecodeStats};
+use crate::error::{Error, Result};
+use crate::parquet_files::{write_data_files, DataFile, ParquetOptions};
+use crate::rollup::Rollups;
+use crate::schema::{LOGS, ROLLUPS, SPANS};
+use crate::wal::{Durability, Wal, WalOptions};
+
+/// WAL record kinds: the raw OTLP request of each signal.
+const KIND_TRACES: u8 = 1;
+const KIND_LOGS: u8 = 2;
+
+/// The tables the writer fills, in commit order.
+pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
+
+#[derive(Debug, Clone)]
+pub struct LakeOptions {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Memory for decoded rows not yet committed; beyond it ingest answers busy.
+    pub max_buffer_bytes: usize,
+    pub decode: DecodeOptions,
+    pub parquet: ParquetOptions,
+    /// Each table's committed WAL sequence (its Delta `txn` version), 0 if none.
+    pub committed: HashMap<String, u64>,
+}
+
+impl LakeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        LakeOptions {
+            data_dir: data_dir.into(),
+            durability: Durability::Fsync,
+            max_buffer_bytes: 512 << 20,
+            decode: DecodeOptions::default(),
+            parquet: ParquetOptions::default(),
+            committed: HashMap::new(),
+        }
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
+    pub fn table_dir(&self, table: &str) -> PathBuf {
+        self.data_dir.join(table)
+    }
+}
+
+/// What one ingest call did.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub stats: DecodeStats,
+    /// The WAL sequence of the request, if anything was stored.
+    pub seq: Option<u64>,
+}
+
+/// Files written for one table, waiting to be committed with `txn` version `seq`.
+#[derive(Debug, Clone)]
+pub struct PendingCommit {
+    pub table: &'static str,
+    pub seq: u64,
+    pub files: Vec<DataFile>,
+    pub rows: u64,
+}
+
+/// What opening the lake found and replayed.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub replayed_records: u64,
+    pub replayed_rows: u64,
+    pub torn_tail_bytes: u64,
+    pub quarantined_records: u64,
+}
+
+struct Buffered {
+    seq: u64,
+    table: &'static str,
+    batch: RecordBatch,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    batches: Vec<Buffered>,
+    bytes: usize,
+    /// For each ingest between its WAL append and its batch being buffered: a lower
+    /// bound of the sequence it will get. A flush must not claim those sequences.
+    in_flight: HashMap<u64, u64>,
+    next_ticket: u64,
+    committed: HashMap<&'static str, u64>,
+    oldest: Option<Instant>,
+}
+
+impl State {
+    /// The highest sequence such that every acknowledged record up to it is buffered.
+    fn watermark(&self) -> u64 {
+        let buffered = self.batches.iter().map(|b| b.seq).max().unwrap_or(0);
+        match self.in_flight.values().min() {
+            Some(&floor) => buffered.min(floor.saturating_sub(1)),
+            None => buffered,
+        }
+    }
+
+    fn committed(&self, table: &str) -> u64 {
+        self.committed.get(table).copied().unwrap_or(0)
+    }
+}
+
+pub struct Lake {
+    opts: LakeOptions,
+    wal: Wal,
+    state: Mutex<State>,
+}
+
+/// The table a decoded record kind lands in first (rollups derive from spans).
+fn table_of(kind: u8) -> Option<&'static str> {
+    match kind {
+        KIND_TRACES => Some(SPANS),
+        KIND_LOGS => Some(LOGS),
+        _ => None,
+    }
+}
+
+impl Lake {
+    /// Opens the WAL under `data_dir/wal` and replays what the tables do not have yet.
+    pub fn open(opts: LakeOptions) -> Result<(Lake, OpenReport)> {
+        let mut state = State::default();
+        for table in TABLES {
+            state
+                .committed
+                .insert(table, opts.committed.get(table).copied().unwrap_or(0));
+        }
+        let mut wal_opts = WalOptions::new(opts.wal_dir());
+        wal_opts.durability = opts.durability;
+        // Sequences a commit already covers are never handed out again, even if the
+        // WAL lost them (`os` durability and a machine crash).
+        wal_opts.resume_after = TABLES.iter().map(|t| state.committed(t)).max().unwrap_or(0);
+        let (wal, replay) = Wal::open(wal_opts)?;
+        let mut report = OpenReport {
+            torn_tail_bytes: replay.report().torn_tail_bytes,
+            quarantined_records: replay.report().quarantined,
+            ..OpenReport::default()
+        };
+        let oldest_needed = TABLES.iter().map(|t| state.committed(t)).min().unwrap_or(0);
+        for record in replay.skip_through(oldest_needed) {
+            let record = record?;
+            let Some(table) = table_of(record.kind) else {
+                continue;
+            };
+            let needed = match table {
+                SPANS => record.seq > state.committed(SPANS).min(state.committed(ROLLUPS)),
+                _ => record.seq > state.committed(table),
+            };
+            if !needed {
+                continue;
+            }
+            // A record was acknowledged only after it decoded, so it decodes again;
+            // should it not (a different build, a damaged file), skip it, not loop.
+            let decoded = match record.kind {
+                KIND_TRACES => decode_traces(&record.payload, &opts.decode),
+                _ => decode_logs(&record.payload, &opts.decode),
+            };
+            let Ok(decoded) = decoded else {
+                report.quarantined_records += 1;
+                quarantine_undecodable(&opts.wal_dir(), record.seq, &record.payload)?;
+                continue;
+            };
+            report.replayed_records += 1;
+            report.replayed_rows += decoded.batch.num_rows() as u64;
+            push(&mut state, record.seq, table, decoded.batch);
+        }
+        Ok((
+            Lake {
+                opts,
+                wal,
+                state: Mutex::new(state),
+            },
+            report,
+        ))
+    }
+
+    pub fn options(&self) -> &LakeOptions {
+        &self.opts
+    }
+
+    pub fn ingest_traces(&self, request: &[u8]) -> Result<IngestOutcome> {
+        self.ingest(KIND_TRACES, request)
+    }
+
+    pub fn ingest_logs(&self, request: &[u8]) -> Result<IngestOutcome> {
+        self.ingest(KIND_LOGS, request)
+    }
+
+    fn ingest(&self, kind: u8, request: &[u8]) -> Result<IngestOutcome> {
+        let decoded = match kind {
+            KIND_TRACES => decode_traces(request, &self.opts.decode)?,
+            _ => decode_logs(request, &self.opts.decode)?,
+        };
+        let mut outcome = IngestOutcome {
+            accepted: decoded.stats.accepted,
+            rejected: decoded.stats.rejected,
+            stats: decoded.stats,
+            seq: None,
+        };
+        if decoded.batch.num_rows() == 0 {
+            return Ok(outcome);
+        }
+        let table =
+            table_of(kind).ok_or_else(|| Error::Internal(format!("unknown record kind {kind}")))?;
+        let ticket = {
+            let mut st = self.lock()?;
+            let size = decoded.batch.get_array_memory_size();
+            if st.bytes + size > self.opts.max_buffer_bytes && !st.batches.is_empty() {
+                return Err(Error::Busy {
+                    retry_after_ms: self.retry_after_ms(&st),
+                });
+            }
+            let ticket = st.next_ticket;
+            st.next_ticket += 1;
+            st.in_flight.insert(ticket, self.wal.next_seq());
+            ticket
+        };
+        let appended = self.wal.append(kind, request);
+        let mut st = self.lock()?;
+        st.in_flight.remove(&ticket);
+        let seq = appended?;
+        push(&mut st, seq, table, decoded.batch);
+        outcome.seq = Some(seq);
+        Ok(outcome)
+    }
+
+    /// A rough wait before retrying: the time until the next flush should free memory.
+    fn retry_after_ms(&self, st: &State) -> u64 {
+        match st.oldest {
+            Some(t) => 2000u64
+                .saturating_sub(t.elapsed().as_millis() as u64)
+                .max(250),
+            None => 250,
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::Internal("lake state lock poisoned".into()))
+    }
+
+    /// Bytes of decoded rows waiting for a commit.
+    pub fn buffered_bytes(&self) -> usize {
+        self.state.lock().map(|s| s.bytes).unwrap_or(0)
+    }
+
+    /// Seconds since the oldest uncommitted row arrived (0 when nothing waits).
+    pub fn buffered_age_secs(&self) -> f64 {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.oldest)
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0)
+    }
+
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.bytes()
+    }
+
+    /// Writes every buffered row up to the watermark as Parquet data files and returns
+    /// one pending commit per table with new rows. Rows stay buffered until
+    /// [`Lake::committed`]: if the commit fails, the next flush writes them again.
+    pub fn flush(&self) -> Result<Vec<PendingCommit>> {
+        let (watermark, spans, logs, rollup_spans, committed) = {
+            let st = self.lock()?;
+            let w = st.watermark();
+            let pick = |table: &str, after: u64| -> Vec<RecordBatch> {
+                st.batches
+                    .iter()
+                    .filter(|b| b.table == table && b.seq > after && b.seq <= w)
+                    .map(|b| b.batch.clone())
+                    .collect()
+            };
+            (
+                w,
+                pick(SPANS, st.committed(SPANS)),
+                pick(LOGS, st.committed(LOGS)),
+                pick(SPANS, st.committed(ROLLUPS)),
+                st.committed.clone(),
+            )
+        };
+        let mut pending = Vec::new();
+        let mut rollups = Rollups::new();
+        for b in &rollup_spans {
+            rollups.add_spans(b)?;
+        }
+        let rollup_batches = if rollups.is_empty() {
+            Vec::new()
+        } else {
+            vec![rollups.finish()?]
+        };
+        for (table, batches) in [(SPANS, spans), (LOGS, logs), (ROLLUPS, rollup_batches)] {
+            let done = committed.get(table).copied().unwrap_or(0);
+            if watermark <= done {
+                continue;
+            }
+            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+            let files = if rows == 0 {
+                Vec::new()
+            } else {
+                write_data_files(
+                    &self.opts.table_dir(table),
+                    table,
+                    &batches,
+                    &self.opts.parquet,
+                )?
+            };
+            pending.push(PendingCommit {
+                table,
+                seq: watermark,
+                files,
+                rows,
+            });
+        }
+        Ok(pending)
+    }
+
+    /// Records that `table` now holds every row up to WAL sequence `seq` (its Delta
+    /// commit succeeded); drops rows every table has and deletes covered WAL segments.
+    pub fn committed(&self, table: &str, seq: u64) -> Result<()> {
+        let Some(&table) = TABLES.iter().find(|t| **t == table) else {
+            return Err(Error::Internal(format!("no table named {table:?}")));
+        };
+        let through = {
+            let mut st = self.lock()?;
+            let c = st.committed.entry(table).or_insert(0);
+            *c = (*c).max(seq);
+            let spans_done = st.committed(SPANS).min(st.committed(ROLLUPS));
+            let logs_done = st.committed(LOGS);
+            let mut freed = 0;
+            st.batches.retain(|b| {
+                let done = if b.table == SPANS {
+                    spans_done
+                } else {
+                    logs_done
+                };
+                let keep = b.seq > done;
+                if !keep {
+                    freed += b.bytes;
+                }
+                keep
+            });
+            st.bytes -= freed;
+            if st.batches.is_empty() {
+                st.oldest = None;
+            }
+            // Everything up to the lowest table watermark is in Delta; a table with no
+            // rows in that range has nothing to lose either.
+            TABLES.iter().map(|t| st.committed(t)).min().unwrap_or(0)
+        };
+        self.wal.truncate_through(through)?;
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.opts.data_dir
+    }
+}
+
+/// Keeps a WAL record that no longer decodes out of the way, for a human to look at.
+fn quarantine_undecodable(wal_dir: &Path, seq: u64, payload: &[u8]) -> Result<()> {
+    let dir = wal_dir.join("quarantine");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(format!("undecodable-{seq:020}.bin")), payload)?;
+    Ok(())
+}
+
+fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch) {
+    let bytes = batch.get_array_memory_size();
+    st.bytes += bytes;
+    st.oldest.get_or_insert_with(Instant::now);
+    st.batches.push(Buffered {
+        seq,
+        table,
+        batch,
+        bytes,
+    });
+}

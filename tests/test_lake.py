@@ -1,0 +1,180 @@
+"""The lake writer: durability, exactly-once replay, Delta commits, rollups, backpressure."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from lake_workload import TAG, logs_request, trace_request
+
+import aftershock
+from aftershock.errors import BusyError
+from aftershock.lake import TABLES, LakeWriter
+
+SPANS_PER_REQUEST = 20
+LOGS_PER_REQUEST = 10
+
+
+def files(data_dir: Path, table: str) -> list[str]:
+    """The data files of ``table``'s current Delta snapshot."""
+    return list(DeltaTable(str(data_dir / table)).file_uris())
+
+
+def tag_counts(data_dir: Path, table: str) -> Counter[str]:
+    """Rows per request tag in ``table`` (spans or logs)."""
+    uris = files(data_dir, table)
+    if not uris:
+        return Counter()
+    column = "span_attributes" if table == "spans" else "log_attributes"
+    rows = duckdb.sql(
+        f"select {column}['{TAG}'] as tag, count(*) from read_parquet($files) group by 1",
+        params={"files": uris},
+    ).fetchall()
+    return Counter({tag: n for tag, n in rows})
+
+
+def rollup_calls(data_dir: Path) -> int:
+    """Total calls over all rollup rows."""
+    uris = files(data_dir, "rollups")
+    if not uris:
+        return 0
+    [(calls,)] = duckdb.sql(
+        "select coalesce(sum(calls), 0) from read_parquet($files)", params={"files": uris}
+    ).fetchall()
+    return int(calls)
+
+
+def test_ingest_flush_commit_roundtrip(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, background=False) as w:
+        for i in range(5):
+            r = w.ingest_traces(trace_request(f"t{i}"))
+            assert (r.accepted, r.rejected, r.error_message) == (SPANS_PER_REQUEST, 0, None)
+        assert w.ingest_logs(logs_request("l0")).accepted == LOGS_PER_REQUEST
+        assert w.flush() > 0
+    spans = tag_counts(tmp_path, "spans")
+    assert spans == Counter({f"t{i}": SPANS_PER_REQUEST for i in range(5)})
+    assert tag_counts(tmp_path, "logs") == Counter({"l0": LOGS_PER_REQUEST})
+    assert rollup_calls(tmp_path) == 5 * SPANS_PER_REQUEST
+    for table in TABLES:
+        dt = DeltaTable(str(tmp_path / table))
+        assert dt.metadata().partition_columns == ["day"]
+
+
+def test_partitions_by_day_and_keeps_the_schema(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, background=False) as w:
+        w.ingest_traces(trace_request("x"))
+    (day,) = {Path(u).parent.name for u in files(tmp_path, "spans")}
+    assert day == "day=2025-11-29"
+    cols = duckdb.sql(
+        "select * from read_parquet($f, hive_partitioning=false) limit 0",
+        params={"f": files(tmp_path, "spans")},
+    )
+    assert cols.columns == pa.schema(aftershock.table_schema("spans")).names
+
+
+def test_rejected_spans_are_counted_and_the_rest_kept(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    req = ExportTraceServiceRequest.FromString(trace_request("r"))
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = b""
+    with LakeWriter(tmp_path, background=False) as w:
+        r = w.ingest_traces(req.SerializeToString())
+    assert (r.accepted, r.rejected) == (SPANS_PER_REQUEST - 1, 1)
+    assert r.error_message and "trace_id" in r.error_message
+    assert tag_counts(tmp_path, "spans") == Counter({"r": SPANS_PER_REQUEST - 1})
+
+
+def test_garbage_is_a_decode_error_and_stores_nothing(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, background=False) as w:
+        with pytest.raises(aftershock.DecodeError):
+            w.ingest_traces(b"\x0a\xff\xff\xff")
+        assert w.metrics()["wal_bytes"] == 0
+    assert tag_counts(tmp_path, "spans") == Counter()
+
+
+def test_restart_replays_what_was_not_committed_exactly_once(tmp_path: Path) -> None:
+    w = LakeWriter(tmp_path, background=False)
+    w.ingest_traces(trace_request("a"))
+    w.flush()
+    w.ingest_traces(trace_request("b"))
+    w.ingest_logs(logs_request("b"))
+    w.close(flush=False)  # "b" lives only in the WAL, as after a crash
+    with LakeWriter(tmp_path, background=False) as w2:
+        assert w2.open_report["replayed_records"] == 2
+    assert tag_counts(tmp_path, "spans") == Counter({"a": 20, "b": 20})
+    assert tag_counts(tmp_path, "logs") == Counter({"b": 10})
+    assert rollup_calls(tmp_path) == 40
+    # A third start has nothing to replay, and the WAL was trimmed.
+    with LakeWriter(tmp_path, background=False) as w3:
+        assert w3.open_report["replayed_records"] == 0
+    assert tag_counts(tmp_path, "spans") == Counter({"a": 20, "b": 20})
+
+
+def test_background_flush_makes_data_visible_within_seconds(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, flush_interval=0.5) as w:
+        w.ingest_traces(trace_request("v"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not tag_counts(tmp_path, "spans"):
+            time.sleep(0.1)
+        assert tag_counts(tmp_path, "spans") == Counter({"v": 20})
+
+
+def test_memory_budget_answers_busy_instead_of_growing(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, background=False, max_buffer_bytes=64 << 10) as w:
+        with pytest.raises(BusyError) as busy:
+            for i in range(1000):
+                w.ingest_traces(trace_request(f"m{i}"))
+        assert busy.value.retry_after_ms > 0
+        accepted_before = sum(tag_counts(tmp_path, "spans").values())
+        w.flush()  # frees the budget
+        assert w.ingest_traces(trace_request("after")).accepted == 20
+    assert accepted_before == 0
+    assert tag_counts(tmp_path, "spans")["after"] == 20
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """A writer is SIGKILLed again and again (mid-ingest, mid-flush, mid-commit); every
+    acknowledged request is in the tables exactly once afterwards."""
+    rng = random.Random(1234)
+    acked: dict[str, set[str]] = {"traces": set(), "logs": set()}
+    child = Path(__file__).with_name("lake_crash_child.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    for run in range(8):
+        proc = subprocess.Popen(
+            [sys.executable, str(child), str(tmp_path), f"run{run}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        time.sleep(rng.uniform(0.2, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        for line in out.splitlines():
+            if line.startswith("ACK "):
+                _, kind, tag = line.split()
+                acked[kind].add(tag)
+    assert len(acked["traces"]) > 20, "the writer never got going"
+    with LakeWriter(tmp_path, background=False):
+        pass
+    spans, logs = tag_counts(tmp_path, "spans"), tag_counts(tmp_path, "logs")
+    # Every acknowledged request is there once; a request written to the WAL but not yet
+    # acknowledged when the process died may be there too, but also only once.
+    assert all(spans[t] == SPANS_PER_REQUEST for t in acked["traces"])
+    assert all(logs[t] == LOGS_PER_REQUEST for t in acked["logs"])
+    assert set(spans.values()) == {SPANS_PER_REQUEST}
+    assert set(logs.values()) == {LOGS_PER_REQUEST}
+    assert rollup_calls(tmp_path) == sum(spans.values())
