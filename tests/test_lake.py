@@ -178,3 +178,50 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
     assert set(spans.values()) == {SPANS_PER_REQUEST}
     assert set(logs.values()) == {LOGS_PER_REQUEST}
     assert rollup_calls(tmp_path) == sum(spans.values())
+
+
+def test_compaction_keeps_counts_exact_for_concurrent_readers(tmp_path: Path) -> None:
+    import threading
+
+    from aftershock.lake import compact_table
+
+    with LakeWriter(tmp_path, background=False) as w:
+        for i in range(10):
+            w.ingest_traces(trace_request(f"c{i}"))
+            w.flush()
+    assert len(files(tmp_path, "spans")) == 10
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(sum(tag_counts(tmp_path, "spans").values()))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        removed = compact_table(DeltaTable(str(tmp_path / "spans")))
+    finally:
+        stop.set()
+        reader.join()
+    assert removed == 10
+    assert len(files(tmp_path, "spans")) == 1
+    assert seen and set(seen) == {10 * SPANS_PER_REQUEST}
+    assert tag_counts(tmp_path, "spans") == Counter({f"c{i}": SPANS_PER_REQUEST for i in range(10)})
+
+
+def test_retention_drops_days_past_it_and_keeps_the_rest(tmp_path: Path) -> None:
+    import datetime as dt
+
+    with LakeWriter(tmp_path, background=False, retention=dt.timedelta(days=7)) as w:
+        w.ingest_traces(trace_request("old"))
+        w.ingest_logs(logs_request("old"))
+        w.flush()
+        # The data's day is 2025-11-29: kept a week later, gone after that.
+        w.maintain(now=dt.datetime(2025, 12, 6, tzinfo=dt.timezone.utc))
+        assert tag_counts(tmp_path, "spans") == Counter({"old": SPANS_PER_REQUEST})
+        done = w.maintain(now=dt.datetime(2025, 12, 7, 1, tzinfo=dt.timezone.utc))
+    assert done["rows_expired"] >= SPANS_PER_REQUEST + LOGS_PER_REQUEST
+    assert tag_counts(tmp_path, "spans") == Counter()
+    assert tag_counts(tmp_path, "logs") == Counter()
+    assert rollup_calls(tmp_path) == 0

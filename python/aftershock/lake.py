@@ -9,16 +9,18 @@ replays exactly what the tables are missing.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import BloomFilterProperties, ColumnProperties, DeltaTable, WriterProperties
 from deltalake.transaction import (
     AddAction,
     CommitProperties,
@@ -35,6 +37,13 @@ TABLES: tuple[str, ...] = tuple(_core.LAKE_TABLES)
 PARTITION_COLUMN = "day"
 DURABILITY_MODES = ("fsync", "os")
 RECEIVER_ID_FILE = "receiver-id"
+#: A partition is compacted once it holds this many data files...
+COMPACT_MIN_FILES = 8
+#: ...into files of about this size.
+COMPACT_TARGET_BYTES = 128 << 20
+#: Files removed by compaction or retention stay on disk this long for readers still on
+#: an older snapshot, then vacuum deletes them.
+VACUUM_GRACE_HOURS = 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,49 @@ def ensure_table(data_dir: Path, table: str) -> DeltaTable:
     )
 
 
+def compaction_properties() -> WriterProperties:
+    """Parquet settings for compacted files: zstd, and the bloom filter on ``trace_id``."""
+    return WriterProperties(
+        compression="ZSTD",
+        compression_level=3,
+        column_properties={
+            "trace_id": ColumnProperties(bloom_filter_properties=BloomFilterProperties(True, 0.01))
+        },
+    )
+
+
+def compact_table(table: DeltaTable, min_files: int = COMPACT_MIN_FILES) -> int:
+    """Rewrites each day partition of ``table`` that holds ``min_files`` or more data files
+    into few large ones, one Delta commit per partition; returns the files removed.
+
+    Readers see either the old files or the new ones, never both: counts stay exact.
+    """
+    table.update_incremental()
+    actions = pa.table(table.get_add_actions(flatten=True))
+    days = Counter(str(d) for d in actions.column(f"partition.{PARTITION_COLUMN}").to_pylist())
+    removed = 0
+    for day, n in sorted(days.items()):
+        if n < min_files:
+            continue
+        metrics = table.optimize.compact(
+            partition_filters=[(PARTITION_COLUMN, "=", day)],
+            target_size=COMPACT_TARGET_BYTES,
+            writer_properties=compaction_properties(),
+        )
+        removed += int(metrics.get("numFilesRemoved", 0))
+    return removed
+
+
+def apply_retention(table: DeltaTable, retention: dt.timedelta, now: dt.datetime) -> int:
+    """Removes the day partitions older than ``retention`` (one commit); returns rows removed."""
+    cutoff = (now - retention).date()
+    metrics = table.delete(f"{PARTITION_COLUMN} < '{cutoff.isoformat()}'")
+    table.vacuum(
+        retention_hours=VACUUM_GRACE_HOURS, dry_run=False, enforce_retention_duration=False
+    )
+    return int(metrics.get("num_deleted_rows", 0))
+
+
 class LakeWriter:
     """Durable ingest into the Delta tables under ``data_dir``.
 
@@ -100,6 +152,8 @@ class LakeWriter:
         durability: str = "fsync",
         flush_interval: float = 2.0,
         max_buffer_bytes: int = 512 << 20,
+        retention: dt.timedelta = dt.timedelta(days=7),
+        maintenance_interval: float = 60.0,
         background: bool = True,
     ) -> None:
         if durability not in DURABILITY_MODES:
@@ -108,6 +162,8 @@ class LakeWriter:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.receiver_id = receiver_id(self.data_dir)
         self.flush_interval = flush_interval
+        self.retention = retention
+        self.maintenance_interval = maintenance_interval
         self._tables = {t: ensure_table(self.data_dir, t) for t in TABLES}
         committed = {
             t: dt.transaction_version(self.receiver_id) or 0 for t, dt in self._tables.items()
@@ -119,12 +175,16 @@ class LakeWriter:
         self._stop = threading.Event()
         self.last_flush_seconds = 0.0
         self.flush_errors = 0
-        self._thread: threading.Thread | None = None
+        self.maintenance_errors = 0
+        self._threads: list[threading.Thread] = []
         if background:
-            self._thread = threading.Thread(
-                target=self._flush_loop, name="aftershock-flush", daemon=True
-            )
-            self._thread.start()
+            for target, name in [
+                (self._flush_loop, "aftershock-flush"),
+                (self._maintenance_loop, "aftershock-maintenance"),
+            ]:
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def ingest_traces(self, request: bytes) -> IngestResult:
         """Stores an ``ExportTraceServiceRequest``; returns once it is durable."""
@@ -185,6 +245,29 @@ class LakeWriter:
                 self.flush_errors += 1
                 self._stop.wait(min(self.flush_interval, 1.0))
 
+    def maintain(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """Compacts small files and drops partitions past the retention, table by table.
+
+        Each step is its own Delta commit made with delta-rs; it never touches the WAL or the
+        rows still buffered, so it runs beside ingest and flushes.
+        """
+        now = now or dt.datetime.now(dt.timezone.utc)
+        done = {"files_compacted": 0, "rows_expired": 0}
+        for name in TABLES:
+            table = DeltaTable(str(self.data_dir / name))
+            done["rows_expired"] += apply_retention(table, self.retention, now)
+            done["files_compacted"] += compact_table(table)
+        return done
+
+    def _maintenance_loop(self) -> None:
+        while not self._stop.wait(self.maintenance_interval):
+            try:
+                self.maintain()
+            except Exception:
+                # Compaction or retention lost a race or hit a full disk: the tables are
+                # unchanged by a failed commit, and the next round tries again.
+                self.maintenance_errors += 1
+
     def _next_wait(self) -> float:
         age = self._raw.buffered_age()
         return max(0.05, self.flush_interval - age) if age else self.flush_interval / 4
@@ -196,6 +279,7 @@ class LakeWriter:
             "wal_bytes": self._raw.wal_bytes(),
             "last_flush_seconds": self.last_flush_seconds,
             "flush_errors": self.flush_errors,
+            "maintenance_errors": self.maintenance_errors,
         }
 
     def close(self, *, flush: bool = True) -> None:
@@ -205,8 +289,8 @@ class LakeWriter:
         and the next writer on this directory replays it (a fast shutdown).
         """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
         try:
             if flush:
                 self.flush()
