@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -225,3 +226,59 @@ def test_retention_drops_days_past_it_and_keeps_the_rest(tmp_path: Path) -> None
     assert tag_counts(tmp_path, "spans") == Counter()
     assert tag_counts(tmp_path, "logs") == Counter()
     assert rollup_calls(tmp_path) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs, so that the disk really fills up (needs root, as CI has)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Writes ``path`` until the filesystem has no space left."""
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_full_disk_is_a_retryable_error_and_loses_nothing(small_disk: Path) -> None:
+    data = small_disk / "data"
+    acked: set[str] = set()
+    with LakeWriter(data, background=False) as w:
+        for i in range(3):
+            w.ingest_traces(trace_request(f"before{i}"))
+            acked.add(f"before{i}")
+        w.flush()
+        w.ingest_traces(trace_request("pending"))  # acknowledged, not yet flushed
+        acked.add("pending")
+        filler = small_disk / "filler"
+        fill(filler)
+        with pytest.raises(aftershock.AftershockError) as full:
+            for i in range(1000):
+                w.ingest_traces(trace_request(f"during{i}"))
+                acked.add(f"during{i}")
+        assert full.value.retryable, full.value
+        assert isinstance(full.value, aftershock.StorageError)
+        # Writing Parquet files fails too; the rows stay buffered (and in the WAL).
+        with pytest.raises(aftershock.StorageError) as flush_full:
+            w.flush()
+        assert flush_full.value.retryable, flush_full.value
+        # Space comes back: ingest and flush work again, without a restart.
+        filler.unlink()
+        w.ingest_traces(trace_request("after"))
+        acked.add("after")
+        w.flush()
+    with LakeWriter(data, background=False):
+        pass
+    spans = tag_counts(data, "spans")
+    assert set(spans) == acked
+    assert set(spans.values()) == {SPANS_PER_REQUEST}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class AftershockError(Exception):
-    """Base class of every error aftershock raises on purpose."""
+    """Base class of every error aftershock raises on purpose.
+
+    ``retryable`` is true when the same call may succeed later (a full disk, a busy writer).
+    """
+
+    retryable: bool = False
 
 
 class DecodeError(AftershockError, ValueError):

@@ -97,16 +97,25 @@ impl Error {
     /// a full disk or quota, an interrupted or timed-out call. The WAL is left
     /// consistent after these, so the receiver can answer "unavailable, retry".
     pub fn is_retryable(&self) -> bool {
-        use std::io::ErrorKind::*;
         match self {
-            Error::Io(e) => matches!(
-                e.kind(),
-                StorageFull | QuotaExceeded | Interrupted | WouldBlock | TimedOut | ResourceBusy
-            ),
+            Error::Io(e) => retryable_io(e),
+            // The Parquet writer wraps the I/O errors of the file it writes.
+            Error::Parquet(parquet::errors::ParquetError::External(e)) => e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(retryable_io),
             Error::Busy { .. } => true,
             _ => false,
         }
     }
+}
+
+/// I/O errors that go away by themselves (space freed, load gone), unlike a bad path.
+fn retryable_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        StorageFull | QuotaExceeded | Interrupted | WouldBlock | TimedOut | ResourceBusy
+    )
 }
 
 /// What the write-ahead log refuses, beyond plain I/O errors.

@@ -52,6 +52,8 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         Error::Parquet(_) => ("StorageError", vec![]),
     };
     let exc = class(py, name)?.call1((err.to_string(),))?;
+    // Full disks and the like pass: the receiver turns these into "retry later" answers.
+    exc.setattr("retryable", err.is_retryable())?;
     for (k, v) in extra {
         exc.setattr(k, v)?;
     }
