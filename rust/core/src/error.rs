@@ -100,9 +100,9 @@ impl Error {
         match self {
             Error::Io(e) => retryable_io(e),
             // The Parquet writer wraps the I/O errors of the file it writes.
-            Error::Parquet(parquet::errors::ParquetError::External(e)) => e
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(retryable_io),
+            Error::Parquet(parquet::errors::ParquetError::External(e)) => {
+                e.downcast_ref::<std::io::Error>().is_some_and(retryable_io)
+            }
             Error::Busy { .. } => true,
             _ => false,
         }
