@@ -1,0 +1,123 @@
+"""Lake ingest: durable ingest, Parquet files and Delta commits, in process, fsync on.
+
+For two kinds of requests of 8192 spans each, the decode benchmark's (random ids and values)
+and the realistic ones of the Parquet tests (5-10 spans per trace sharing trace ids,
+attribute values from small pools), ingests `--requests` distinct requests (generated from
+different seeds beforehand, so that no two compress against each other) through
+`LakeWriter` on one pinned core. Each ingest returns only once its WAL record is fsynced.
+A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
+`--flush-every` requests and at the end. It prints:
+
+* spans/s, counted from the first ingest to the last commit, wall clock and CPU time;
+* bytes per span on disk: the data files of the committed snapshot, before and after a
+  compaction;
+* the process's peak RSS.
+
+Targets (issue 3): at least 1,000,000 spans/s per core; at most 30 bytes/span on disk for the
+realistic traces. A miss is reported, not fatal.
+
+Run: ``python benches/bench_lake.py`` (``--quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from bench_decode import make_traces  # noqa: E402
+from test_parquet_files import realistic_request  # noqa: E402
+
+from aftershock.lake import LakeWriter, compact_table  # noqa: E402
+
+TARGET_SPANS_PER_S = 1_000_000
+TARGET_BYTES_PER_SPAN = 30.0
+
+
+def data_bytes(table: Path) -> int:
+    """Bytes of the data files in ``table``'s current Delta snapshot."""
+    return sum(os.path.getsize(u) for u in DeltaTable(str(table)).file_uris())
+
+
+def run(payloads: list[bytes], spans: int, flush_every: int) -> dict[str, float]:
+    """Ingests ``payloads`` into a fresh lake; returns the measurements."""
+    requests = len(payloads)
+    data = Path(tempfile.mkdtemp(prefix="bench-lake-"))
+    try:
+        writer = LakeWriter(data, background=False)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i, payload in enumerate(payloads):
+            writer.ingest_traces(payload)
+            if (i + 1) % flush_every == 0:
+                writer.flush()
+        writer.close()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        total = spans * requests
+        before = data_bytes(data / "spans")
+        compact_table(DeltaTable(str(data / "spans")), min_files=2)
+        after = data_bytes(data / "spans")
+        return {
+            "spans/s": total / wall,
+            "spans/s cpu": total / cpu,
+            "B/span": before / total,
+            "B/span compacted": after / total,
+            "rollups B": data_bytes(data / "rollups"),
+        }
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs both payloads and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--flush-every", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="4 requests per payload kind")
+    args = parser.parse_args(argv)
+    n = 4 if args.quick else args.requests
+    os.sched_setaffinity(0, {0})
+    print(f"one core (pinned to cpu 0), load average {os.getloadavg()[0]:.1f} at start")
+    kinds = [
+        ("decode bench payload (random)", [make_traces(seed=i) for i in range(n)]),
+        (
+            "realistic traces",
+            [realistic_request(seed=i).SerializeToString() for i in range(n)],
+        ),
+    ]
+    header = (
+        f"{'payload':32} {'B/req':>9} {'spans/s':>11} {'spans/s CPU':>12} "
+        f"{'B/span':>7} {'compacted':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    results = {}
+    for name, payloads in kinds:
+        r = run(payloads, 8192, args.flush_every)
+        results[name] = r
+        print(
+            f"{name:32} {len(payloads[0]):>9,} {r['spans/s']:>11,.0f} {r['spans/s cpu']:>12,.0f} "
+            f"{r['B/span']:>7.1f} {r['B/span compacted']:>10.1f}"
+        )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of the process: {peak_mib:,.0f} MiB")
+    best = max(r["spans/s"] for r in results.values())
+    realistic = results["realistic traces"]["B/span"]
+    print(f"target >= {TARGET_SPANS_PER_S:,} spans/s: {best:,.0f} -> ", end="")
+    print("met" if best >= TARGET_SPANS_PER_S else "NOT met")
+    print(f"target <= {TARGET_BYTES_PER_SPAN} B/span (realistic): {realistic:.1f} -> ", end="")
+    print("met" if realistic <= TARGET_BYTES_PER_SPAN else "NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
