@@ -146,8 +146,8 @@ def test_memory_budget_answers_busy_instead_of_growing(tmp_path: Path) -> None:
 
 
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    """A writer is SIGKILLed again and again (mid-ingest, mid-flush, mid-commit); every
-    acknowledged request is in the tables exactly once afterwards."""
+    """A writer is SIGKILLed again and again (mid-ingest, mid-flush, mid-commit,
+    mid-compaction); every acknowledged request is in the tables exactly once afterwards."""
     rng = random.Random(1234)
     acked: dict[str, set[str]] = {"traces": set(), "logs": set()}
     child = Path(__file__).with_name("lake_crash_child.py")
@@ -179,6 +179,8 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
     assert set(spans.values()) == {SPANS_PER_REQUEST}
     assert set(logs.values()) == {LOGS_PER_REQUEST}
     assert rollup_calls(tmp_path) == sum(spans.values())
+    operations = {h["operation"] for h in DeltaTable(str(tmp_path / "spans")).history()}
+    assert "OPTIMIZE" in operations, operations
 
 
 def test_compaction_keeps_counts_exact_for_concurrent_readers(tmp_path: Path) -> None:
