@@ -284,3 +284,19 @@ def test_full_disk_is_a_retryable_error_and_loses_nothing(small_disk: Path) -> N
     spans = tag_counts(data, "spans")
     assert set(spans) == acked
     assert set(spans.values()) == {SPANS_PER_REQUEST}
+
+
+def test_half_written_files_of_a_crash_are_swept_on_open(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, background=False) as w:
+        w.ingest_traces(trace_request("s"))
+    partition = Path(files(tmp_path, "spans")[0]).parent
+    stale, fresh = partition / ".part-crashed.zstd.parquet.tmp", partition / ".part-busy.tmp"
+    stale.write_bytes(b"PAR1 half")
+    fresh.write_bytes(b"PAR1 still being written by another writer")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    with LakeWriter(tmp_path, background=False) as w:
+        assert w.open_report["stale_temp_files"] == 1
+    assert not stale.exists()
+    assert fresh.exists()
+    assert tag_counts(tmp_path, "spans") == Counter({"s": SPANS_PER_REQUEST})

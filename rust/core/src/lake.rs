@@ -20,7 +20,7 @@ use arrow_array::RecordBatch;
 
 use crate::decode::{decode_logs, decode_traces, DecodeOptions, DecodeStats};
 use crate::error::{Error, Result};
-use crate::parquet_files::{write_data_files, DataFile, ParquetOptions};
+use crate::parquet_files::{sweep_stale_temp_files, write_data_files, DataFile, ParquetOptions};
 use crate::rollup::Rollups;
 use crate::schema::{LOGS, ROLLUPS, SPANS};
 use crate::wal::{Durability, Wal, WalOptions};
@@ -91,6 +91,8 @@ pub struct OpenReport {
     pub replayed_rows: u64,
     pub torn_tail_bytes: u64,
     pub quarantined_records: u64,
+    /// Half-written Parquet files of a crashed flush, deleted.
+    pub stale_temp_files: usize,
 }
 
 struct Buffered {
@@ -162,6 +164,9 @@ impl Lake {
             quarantined_records: replay.report().quarantined,
             ..OpenReport::default()
         };
+        for table in TABLES {
+            report.stale_temp_files += sweep_stale_temp_files(&opts.table_dir(table))?;
+        }
         let oldest_needed = TABLES.iter().map(|t| state.committed(t)).min().unwrap_or(0);
         for record in replay.skip_through(oldest_needed) {
             let record = record?;

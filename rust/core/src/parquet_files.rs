@@ -474,6 +474,45 @@ impl Drop for TempFile {
     }
 }
 
+/// Temporary files younger than this may belong to a writer still at work (several
+/// receivers can share a table directory); older ones were left by a crash.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the `.part-*.tmp` files a crashed writer left in `table_dir`'s partitions,
+/// if they are older than an hour. Returns how many were removed.
+pub fn sweep_stale_temp_files(table_dir: &Path) -> Result<usize> {
+    let Ok(partitions) = fs::read_dir(table_dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for partition in partitions.flatten() {
+        let name = partition.file_name();
+        if !name.to_string_lossy().starts_with(&format!("{DAY}=")) {
+            continue;
+        }
+        let Ok(files) = fs::read_dir(partition.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(".part-") && name.ends_with(".tmp")) {
+                continue;
+            }
+            let age = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a >= STALE_TEMP_AGE) {
+                fs::remove_file(file.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// `part-<uuid-like>.zstd.parquet`: write time first so names sort by age, then bits
 /// from the pid, a process-wide counter and std's per-process random hash keys, so that
 /// two writers (threads or processes) never pick the same name.

@@ -93,6 +93,7 @@ impl RawLake {
             ("replayed_rows", report.replayed_rows),
             ("torn_tail_bytes", report.torn_tail_bytes),
             ("quarantined_records", report.quarantined_records),
+            ("stale_temp_files", report.stale_temp_files as u64),
         ]);
         Ok((
             RawLake {
