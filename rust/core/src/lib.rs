@@ -11,5 +11,8 @@ pub mod rollup;
 pub mod schema;
 pub mod wal;
 
+#[cfg(test)]
+mod test_support;
+
 pub use decode::{decode_logs, decode_traces, DecodeOptions, DecodeStats, Decoded};
 pub use error::{DecodeError, Error};

@@ -696,31 +696,11 @@ mod tests {
     use super::*;
     use crate::decode::{decode_logs, decode_traces, DecodeOptions};
     use crate::rollup::Rollups;
+    use crate::test_support::TempDir;
 
     /// 2024-02-29T00:00:00Z: the day after is in March.
     const DAY0: u64 = 1_709_164_800_000_000_000;
     const SECOND: u64 = 1_000_000_000;
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path = std::env::temp_dir().join(format!(
-                "aftershock-parquet-{name}-{}-{}",
-                std::process::id(),
-                now_ns()
-            ));
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn kv(key: &str, value: &str) -> OtlpKv {
         OtlpKv {

@@ -772,34 +772,7 @@ mod tests {
     use arrow_schema::{Field, Schema};
 
     use super::*;
-
-    /// splitmix64: deterministic test data without a rand dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [0, 1).
-        fn unit(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next_u64() % n as u64) as usize
-        }
-
-        /// Standard normal (Box-Muller).
-        fn normal(&mut self) -> f64 {
-            let u = 1.0 - self.unit();
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
-        }
-    }
+    use crate::test_support::Rng;
 
     const QS: [f64; 12] = [
         0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0,

@@ -868,11 +868,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::sync::mpsc;
 
     use super::*;
     use crate::error::Error;
+    use crate::test_support::{Rng, TempDir};
 
     /// Switches that make the next write, sync or truncation fail like a full
     /// disk would.
@@ -906,47 +907,6 @@ mod tests {
         match switch.load(Relaxed) {
             true => Err(io::ErrorKind::StorageFull.into()),
             false => Ok(()),
-        }
-    }
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("aftershock-wal-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-
-        fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// splitmix64: test data and kill times without a rand dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
         }
     }
 
@@ -1429,7 +1389,7 @@ mod tests {
                     let mut i = 0;
                     while started.elapsed() < Duration::from_secs(20) {
                         let id = (base + t) << 20 | i;
-                        let len = 1 + rng.below(12_000) as usize;
+                        let len = 1 + rng.below(12_000);
                         let seq = wal.append(0, &payload(id, len)).unwrap();
                         // One write per line, ending in a marker, so a line cut
                         // by the kill is recognisable.
@@ -1479,7 +1439,7 @@ mod tests {
             });
             // Kill only once the child is appending, at a random moment after.
             let first: (u64, u64, usize) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-            thread::sleep(Duration::from_millis(rng.below(300)));
+            thread::sleep(Duration::from_millis(rng.below(300) as u64));
             child.kill().unwrap();
             child.wait().unwrap();
             reader.join().unwrap();
