@@ -6,7 +6,6 @@
 //! buffer instead of a check per short string. A column that turns out to hold
 //! invalid UTF-8 is repaired value by value (U+FFFD) and the repairs counted.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -126,7 +125,8 @@ fn repair(raw: &BinaryArray, cap: Option<usize>, stats: &mut DecodeStats) -> Str
 }
 
 /// The key/value pairs of one resource's attributes, rendered to text. Kept per
-/// resource (not per row) so well-known attributes can be lifted into columns.
+/// resource (not per row) so well-known attributes can be lifted into columns;
+/// duplicates were already resolved by the `AttrWriter` that filled it.
 #[derive(Default, Clone, Debug)]
 pub(crate) struct Entries {
     text: String,
@@ -137,7 +137,6 @@ pub(crate) struct Entries {
 struct Item {
     key: (usize, usize),
     value: Option<(usize, usize)>,
-    live: bool,
 }
 
 impl Entries {
@@ -157,7 +156,6 @@ impl Entries {
         self.items.push(Item {
             key: (key_start, value_start),
             value: has_value.then_some((value_start, end)),
-            live: true,
         });
     }
 
@@ -184,31 +182,17 @@ impl Entries {
         it.value.map(|(a, b)| &self.text[a..b])
     }
 
-    /// Duplicate keys: the last value wins, at the position where it was written.
-    pub(crate) fn resolve_duplicates(&mut self) {
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(self.items.len());
-        let mut dead = Vec::new();
-        for (i, it) in self.items.iter().enumerate() {
-            if let Some(prev) = last.insert(&self.text[it.key.0..it.key.1], i) {
-                dead.push(prev);
-            }
-        }
-        for i in dead {
-            self.items[i].live = false;
-        }
-    }
-
-    /// The value of `key` (after duplicates are resolved), if present and not null.
+    /// The value of `key`, if present and not null.
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.items
             .iter()
             .rev()
-            .find(|it| it.live && self.key(it) == key)
+            .find(|it| self.key(it) == key)
             .and_then(|it| self.value(it))
     }
 }
 
-/// A resource's attributes as repeated on every row: its live entries in order.
+/// A resource's attributes as repeated on every row: its entries in order.
 #[derive(Default, Debug)]
 pub(crate) struct PackedMap {
     entries: Vec<(String, Option<String>)>,
@@ -219,7 +203,6 @@ impl Entries {
         let entries = self
             .items
             .iter()
-            .filter(|it| it.live)
             .map(|it| (self.key(it).to_owned(), self.value(it).map(str::to_owned)))
             .collect();
         PackedMap { entries }
@@ -291,7 +274,6 @@ pub(crate) struct ResourceCtx {
 impl ResourceCtx {
     /// Lifts the well-known attributes into columns, once per resource.
     pub(crate) fn seal(&mut self) {
-        self.attributes.resolve_duplicates();
         let a = &self.attributes;
         self.service_name = a.get(attr::SERVICE_NAME).map(str::to_owned);
         self.service_version = a.get(attr::SERVICE_VERSION).map(str::to_owned);
