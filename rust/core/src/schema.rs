@@ -249,3 +249,35 @@ pub fn rollups_schema() -> SchemaRef {
         })
         .clone()
 }
+
+pub const MARKERS: &str = "markers";
+
+/// Columns of `markers` beyond the resource keys, which keep their `col` names.
+pub mod marker_col {
+    /// Event time of the deploy (`--at`, or when the marker was recorded).
+    pub const TIME: &str = "time";
+    /// Where the marker came from: `cli`, `grpc` or `log`.
+    pub const SOURCE: &str = "source";
+    /// Wall-clock time the marker was written.
+    pub const RECORDED_AT: &str = "recorded_at";
+    pub const ATTRIBUTES: &str = "attributes";
+}
+
+/// The `markers` table: explicit deploy markers, one row per `mark-deploy` call or
+/// `DeployService` request, as recorded.
+pub fn markers_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new(marker_col::TIME, timestamp_type(), false),
+                Field::new(col::SERVICE_NAME, DataType::Utf8, false),
+                Field::new(col::SERVICE_VERSION, DataType::Utf8, false),
+                Field::new(col::DEPLOYMENT_ENVIRONMENT, DataType::Utf8, true),
+                Field::new(marker_col::SOURCE, DataType::Utf8, false),
+                Field::new(marker_col::RECORDED_AT, timestamp_type(), false),
+                Field::new(marker_col::ATTRIBUTES, attribute_map_type(), false),
+            ]))
+        })
+        .clone()
+}

@@ -78,13 +78,14 @@ fn decode_logs(
     Ok((PyRecordBatch::new(d.batch), stats))
 }
 
-/// The Arrow schema of a table by name (`spans`, `logs`), as a PyCapsule-capable object.
+/// The Arrow schema of a table by name (`spans`, `logs`, `rollups`, `markers`), as a PyCapsule-capable object.
 #[pyfunction]
 fn table_schema(name: &str) -> PyResult<pyo3_arrow::PySchema> {
     let s = match name {
         schema::SPANS => schema::spans_schema(),
         schema::LOGS => schema::logs_schema(),
         schema::ROLLUPS => schema::rollups_schema(),
+        schema::MARKERS => schema::markers_schema(),
         other => {
             return Err(pyo3::exceptions::PyKeyError::new_err(format!(
                 "no table named {other:?}"
@@ -99,7 +100,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_traces, m)?)?;
     m.add_function(wrap_pyfunction!(decode_logs, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
-    m.add("TABLES", (schema::SPANS, schema::LOGS, schema::ROLLUPS))?;
+    m.add(
+        "TABLES",
+        (
+            schema::SPANS,
+            schema::LOGS,
+            schema::ROLLUPS,
+            schema::MARKERS,
+        ),
+    )?;
     m.add("LAKE_TABLES", aftershock_core::lake::TABLES.to_vec())?;
     m.add("ROLLUP_SQL_MACROS", aftershock_core::rollup::sql_macros())?;
     m.add_class::<lake::RawLake>()?;
