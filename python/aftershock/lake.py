@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,8 @@ class LakeWriter:
         self._commit_lock = threading.Lock()
         self._stop = threading.Event()
         self.last_flush_seconds = 0.0
+        #: Called with the seconds each flush took (the receiver's flush-latency histogram).
+        self.on_flush: Callable[[float], object] | None = None
         self.flush_errors = 0
         self.maintenance_errors = 0
         self._threads: list[threading.Thread] = []
@@ -203,6 +206,8 @@ class LakeWriter:
                 self._commit(pending)
                 rows += pending["rows"]
             self.last_flush_seconds = time.perf_counter() - start
+            if self.on_flush is not None and rows:
+                self.on_flush(self.last_flush_seconds)
             return rows
 
     def _commit(self, pending: dict[str, Any]) -> None:

@@ -54,3 +54,47 @@ def existing_data_dir(value: str) -> Path:
             f"no aftershock data directory at {str(path)!r} (set --data or AFTERSHOCK_DATA)"
         )
     return path
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+}
+
+
+def duration(value: str) -> float:
+    """Seconds from ``500ms``, ``2s``, ``10m``, ``2h``, ``7d``, ``1w``; a bare number is seconds."""
+    text = value.strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :] or "s"
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r} (use e.g. 500ms, 2s, 10m, 2h, 7d)"
+        ) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"duration must not be negative: {value!r}")
+    return seconds
+
+
+def size(value: str) -> int:
+    """Bytes from ``512MiB``, ``64MiB``, ``8KiB``, ``1GB`` or a bare number."""
+    text = value.strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        result = int(float(number) * _SIZE_UNITS[text[len(number) :]])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"invalid size {value!r} (use e.g. 64MiB, 512MiB, 1GiB)"
+        ) from None
+    if result <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {value!r}")
+    return result

@@ -1,0 +1,150 @@
+"""`aftershock serve`: the OTLP receiver and lake writer (see `aftershock.receiver`)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from aftershock.commands import CliError, add_data_option, duration, option, size
+
+OFF = "off"
+
+
+def register(sub: Any) -> None:
+    """Adds ``serve`` to the CLI."""
+    p = sub.add_parser(
+        "serve",
+        help="run the OTLP receiver (gRPC :4317, HTTP :4318) and write the lake",
+        description="Receive OTLP traces and logs over gRPC and HTTP and store them durably.",
+    )
+    add_data_option(p)
+    option(p, "--otlp-grpc", "127.0.0.1:4317", help="OTLP/gRPC address HOST:PORT, or off")
+    option(p, "--otlp-http", "127.0.0.1:4318", help="OTLP/HTTP address HOST:PORT, or off")
+    option(p, "--metrics", "127.0.0.1:9464", help="Prometheus /metrics address, or off")
+    option(
+        p,
+        "--durability",
+        "fsync",
+        choices=("fsync", "os"),
+        help="fsync: acknowledge after fsync (default); os: after the OS has the bytes",
+    )
+    option(p, "--retention", "7d", type=duration, help="drop data older than this")
+    option(
+        p,
+        "--flush-interval",
+        "2s",
+        type=duration,
+        help="commit acknowledged data to the lake at least this often",
+    )
+    option(
+        p,
+        "--max-buffer",
+        "512MiB",
+        type=size,
+        help="memory for rows awaiting a commit; past it, clients are told to retry",
+    )
+    option(p, "--max-request-size", "64MiB", type=size, help="largest request after decompression")
+    option(p, "--workers", 0, type=int, help="request threads (default: max(16, 4 x cores))")
+    option(p, "--auth-token-file", None, help="require 'Authorization: Bearer <token>'")
+    option(p, "--tls-cert", None, help="PEM certificate chain: serve TLS")
+    option(p, "--tls-key", None, help="PEM private key for --tls-cert")
+    option(p, "--tls-client-ca", None, help="PEM CA: require client certificates it signed")
+    p.set_defaults(run=run)
+
+
+def _address(value: str, flag: str) -> str | None:
+    from aftershock.receiver import split_address
+
+    if value.strip().lower() == OFF:
+        return None
+    try:
+        split_address(value)
+    except ValueError as e:
+        raise CliError(f"{flag}: {e}") from None
+    return value
+
+
+def _readable(value: str | None, flag: str) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        path.read_bytes()
+    except OSError as e:
+        raise CliError(f"{flag}: cannot read {value!r}: {e.strerror or e}") from None
+    return path
+
+
+def options_from(args: argparse.Namespace) -> Any:
+    """Checks the flags (nothing is written before they pass) into ReceiverOptions."""
+    from aftershock.receiver import ReceiverOptions
+
+    token_file = _readable(args.auth_token_file, "--auth-token-file")
+    token = token_file.read_text().strip() if token_file else None
+    if token_file is not None and not token:
+        raise CliError(f"--auth-token-file: {args.auth_token_file!r} is empty")
+    cert = _readable(args.tls_cert, "--tls-cert")
+    key = _readable(args.tls_key, "--tls-key")
+    if (cert is None) != (key is None):
+        raise CliError("--tls-cert and --tls-key go together")
+    client_ca = _readable(args.tls_client_ca, "--tls-client-ca")
+    if client_ca is not None and cert is None:
+        raise CliError("--tls-client-ca needs --tls-cert and --tls-key")
+    opts = ReceiverOptions(
+        otlp_grpc=_address(args.otlp_grpc, "--otlp-grpc"),
+        otlp_http=_address(args.otlp_http, "--otlp-http"),
+        metrics=_address(args.metrics, "--metrics"),
+        durability=args.durability,
+        flush_interval=float(args.flush_interval),
+        max_buffer_bytes=int(args.max_buffer),
+        max_request_bytes=int(args.max_request_size),
+        retention=dt.timedelta(seconds=float(args.retention)),
+        auth_token=token,
+        tls_cert=cert,
+        tls_key=key,
+        tls_client_ca=client_ca,
+    )
+    if int(args.workers) > 0:
+        opts.workers = int(args.workers)
+    if opts.otlp_grpc is None and opts.otlp_http is None:
+        raise CliError("both --otlp-grpc and --otlp-http are off: nothing to serve")
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serves until SIGTERM or SIGINT, then drains, flushes and exits 0."""
+    from aftershock.errors import AftershockError
+    from aftershock.receiver import Receiver
+
+    opts = options_from(args)
+    data = Path(args.data)
+    if data.exists() and not data.is_dir():
+        raise CliError(f"--data: {str(data)!r} is not a directory")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    receiver = Receiver(data, opts)
+    try:
+        receiver.start()
+    except (OSError, AftershockError, RuntimeError) as e:
+        raise CliError(f"cannot start: {e}", exit_code=1) from None
+    scheme = "https" if opts.tls_cert else "http"
+    names = {
+        "otlp_grpc": ("OTLP/gRPC", opts.otlp_grpc, ""),
+        "otlp_http": ("OTLP/HTTP", opts.otlp_http, f" ({scheme}://.../v1/traces, /v1/logs)"),
+        "metrics": ("metrics", opts.metrics, " (/metrics)"),
+    }
+    for key, (label, address, extra) in names.items():
+        if key in receiver.ports and address is not None:
+            host = address.rpartition(":")[0]
+            print(f"aftershock serve: {label} listening on {host}:{receiver.ports[key]}{extra}")
+    print(f"aftershock serve: writing to {data.resolve()}", flush=True)
+    stop.wait()
+    print("aftershock serve: stopping: draining requests and committing", file=sys.stderr)
+    receiver.stop()
+    return 0
