@@ -4,7 +4,11 @@ count, per request, how many of its rows reached the tables."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from pathlib import Path
 
+import duckdb
+from deltalake import DeltaTable
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -58,3 +62,32 @@ def logs_request(tag: str, records: int = 10) -> bytes:
         rec.body.string_value = f"record {i} of {tag}"
         rec.attributes.append(KeyValue(key=TAG, value=AnyValue(string_value=tag)))
     return req.SerializeToString()
+
+
+def files(data_dir: Path, table: str) -> list[str]:
+    """The data files of ``table``'s current Delta snapshot."""
+    return list(DeltaTable(str(data_dir / table)).file_uris())
+
+
+def tag_counts(data_dir: Path, table: str) -> Counter[str]:
+    """Rows per request tag in ``table`` (spans or logs)."""
+    uris = files(data_dir, table)
+    if not uris:
+        return Counter()
+    column = "span_attributes" if table == "spans" else "log_attributes"
+    rows = duckdb.sql(
+        f"select {column}['{TAG}'] as tag, count(*) from read_parquet($files) group by 1",
+        params={"files": uris},
+    ).fetchall()
+    return Counter({tag: n for tag, n in rows})
+
+
+def rollup_calls(data_dir: Path) -> int:
+    """Total calls over all rollup rows."""
+    uris = files(data_dir, "rollups")
+    if not uris:
+        return 0
+    [(calls,)] = duckdb.sql(
+        "select coalesce(sum(calls), 0) from read_parquet($files)", params={"files": uris}
+    ).fetchall()
+    return int(calls)

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from lake_workload import TAG, logs_request, trace_request
+from lake_workload import files, logs_request, rollup_calls, tag_counts, trace_request
 
 import aftershock
 from aftershock.errors import BusyError
@@ -24,35 +24,6 @@ from aftershock.lake import TABLES, LakeWriter
 
 SPANS_PER_REQUEST = 20
 LOGS_PER_REQUEST = 10
-
-
-def files(data_dir: Path, table: str) -> list[str]:
-    """The data files of ``table``'s current Delta snapshot."""
-    return list(DeltaTable(str(data_dir / table)).file_uris())
-
-
-def tag_counts(data_dir: Path, table: str) -> Counter[str]:
-    """Rows per request tag in ``table`` (spans or logs)."""
-    uris = files(data_dir, table)
-    if not uris:
-        return Counter()
-    column = "span_attributes" if table == "spans" else "log_attributes"
-    rows = duckdb.sql(
-        f"select {column}['{TAG}'] as tag, count(*) from read_parquet($files) group by 1",
-        params={"files": uris},
-    ).fetchall()
-    return Counter({tag: n for tag, n in rows})
-
-
-def rollup_calls(data_dir: Path) -> int:
-    """Total calls over all rollup rows."""
-    uris = files(data_dir, "rollups")
-    if not uris:
-        return 0
-    [(calls,)] = duckdb.sql(
-        "select coalesce(sum(calls), 0) from read_parquet($files)", params={"files": uris}
-    ).fetchall()
-    return int(calls)
 
 
 def test_ingest_flush_commit_roundtrip(tmp_path: Path) -> None:
