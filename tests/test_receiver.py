@@ -19,12 +19,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
-from otlp_wire import scope_spans, span
 from otlp_wire import resource_spans as wire_resource_spans
+from otlp_wire import scope_spans, span
 from otlp_wire import trace_request as wire_trace_request
 from receiver_support import (
     LOGS_METHOD,
-    TRACES_METHOD,
     grpc_export,
     http_post,
     metric,
@@ -182,7 +181,7 @@ def test_http_protobuf_success_and_content_type_echo(receiver: Receiver) -> None
 
 
 def test_http_partial_success(receiver: Receiver) -> None:
-    body, good = mixed_request()
+    body, _ = mixed_request()
     status, _, out = http_post(receiver, "/v1/traces", body)
     assert status == 200
     assert ExportTraceServiceResponse.FromString(out).partial_success.rejected_spans == 2
@@ -326,9 +325,7 @@ def test_tls_on_grpc_and_http(tmp_path: Path, pki: dict[str, Path]) -> None:
 
 
 def test_mtls_refuses_clients_without_a_certificate(tmp_path: Path, pki: dict[str, Path]) -> None:
-    r = start_receiver(
-        tmp_path, tls_cert=pki["cert"], tls_key=pki["key"], tls_client_ca=pki["ca"]
-    )
+    r = start_receiver(tmp_path, tls_cert=pki["cert"], tls_key=pki["key"], tls_client_ca=pki["ca"])
     try:
         root = pki["ca"].read_bytes()
         anonymous = grpc.ssl_channel_credentials(root_certificates=root)
