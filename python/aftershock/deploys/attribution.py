@@ -1,0 +1,91 @@
+"""Attribution: what the candidate's errors have in common.
+
+Span names and span attribute values are tested for over-representation among the new
+version's failed entry spans against all its entry spans; error types (exception type or
+masked status message) against the baseline's errors. Each is a one-sided binomial test, and
+the Benjamini-Hochberg procedure keeps the false discovery rate over all of them at ``FDR``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import duckdb
+
+from aftershock.deploys import evidence
+from aftershock.deploys.blame import ErrorSpan
+from aftershock.deploys.detect import Deploy
+
+FDR = 0.05
+#: Attributes with more distinct values than this among the candidate's spans are ids.
+MAX_DISTINCT_VALUES = 50
+MAX_SUSPECTS = 5
+#: A suspect must account for at least this share of the candidate's errors.
+MIN_SHARE = 0.2
+
+
+def suspects(
+    con: duckdb.DuckDBPyConnection,
+    d: Deploy,
+    since: int,
+    until: int,
+    errors: list[ErrorSpan],
+    kinds: list[str],
+) -> list[dict[str, Any]]:
+    """The attribute values, span names and error types over-represented in the errors of
+    ``d.version`` in ``[since, until)``, most significant first."""
+    kind_list = "(" + ", ".join(f"'{k}'" for k in kinds) + ")"
+    base = f"""
+        select span_name, span_attributes, status_code = 'ERROR' as err from spans
+        where service_name = $svc and deployment_environment is not distinct from $env
+          and service_version = $ver and span_kind in {kind_list}
+          and start_time >= timezone('UTC', make_timestamp_ns($since))
+          and start_time < timezone('UTC', make_timestamp_ns($until))"""
+    rows = con.execute(
+        f"""with c as ({base}),
+            kv as (select unnest(map_entries(span_attributes)) as e, err from c),
+            counts as (
+                select 'span_name' as k, span_name as v, count(*) as n,
+                       count(*) filter (where err) as ne from c group by all
+                union all
+                select e.key, e.value, count(*), count(*) filter (where err) from kv group by all
+            )
+            select k, v, n, ne, count(*) over (partition by k) as distinct_values,
+                   sum(n) over (partition by k) as total
+            from counts""",
+        {
+            "svc": d.service,
+            "env": d.environment,
+            "ver": d.version,
+            "since": since,
+            "until": until,
+        },
+    ).fetchall()
+    calls = max((int(t) for k, _, _, _, _, t in rows if k == "span_name"), default=0)
+    n_err = sum(ne for k, _, _, ne, _, _ in rows if k == "span_name")
+    tests: list[tuple[float, str, str, float]] = []  # p, attribute, value, share
+    if n_err and calls:
+        for k, v, n, ne, distinct, _ in rows:
+            if distinct > MAX_DISTINCT_VALUES or v is None or ne == 0:
+                continue
+            share = ne / n_err
+            tests.append((evidence.binomial_sf(int(ne), int(n_err), n / calls), k, v, share))
+    cand = Counter(
+        e.kind for e in errors if e.version == d.version and e.own and e.kind and e.minute >= since
+    )
+    other = Counter(e.kind for e in errors if e.version != d.version and e.kind)
+    n_cand, n_other = sum(cand.values()), sum(other.values())
+    for kind, k in cand.items():
+        p0 = (other[kind] + 0.5) / (n_other + 1)
+        if p0 < 1:
+            tests.append((evidence.binomial_sf(k, n_cand, p0), "error.type", kind, k / n_cand))
+    rejected = evidence.benjamini_hochberg([t[0] for t in tests], FDR)
+    found = sorted(
+        (t for t, r in zip(tests, rejected, strict=True) if r and t[3] >= MIN_SHARE),
+        key=lambda t: (t[0], -t[3]),
+    )
+    return [
+        {"attribute": a, "value": v, "share_of_errors": round(share, 4)}
+        for _, a, v, share in found[:MAX_SUSPECTS]
+    ]

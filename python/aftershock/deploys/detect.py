@@ -1,0 +1,268 @@
+"""Deploy detection: new versions seen in the telemetry, and explicit markers.
+
+Detection reads one cheap projection of ``spans`` (service, environment, version, instance
+and start time, grouped per instance and version), so it never touches attributes. A deploy
+is the first appearance of a ``service.version`` for a service and environment. A version
+already serving when the service's data begins is not a deploy, and a service that goes
+idle and comes back with the same version is not one either: only a new version is.
+
+Whether it was a canary, a rolling update or a cut-over comes from the instances:
+
+* ``cutover``: the previous version stopped within ``CUTOVER_OVERLAP_NS`` of the new one's
+  first span;
+* ``rolling``: the new version's instances came up in waves (or instances moved from the
+  old version to the new one) while the old version drained;
+* ``canary``: a few instances of the new version served next to the old ones, which kept
+  serving.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import duckdb
+
+MINUTE_NS = 60_000_000_000
+#: A version first seen this close to the start of a service's data was already serving.
+DATA_START_GRACE_NS = MINUTE_NS
+#: Two versions serving together for less than this is a cut-over, not a canary.
+CUTOVER_OVERLAP_NS = 2 * MINUTE_NS
+#: A version not seen for this long before the end of the data has stopped serving.
+STOPPED_AFTER_NS = 2 * MINUTE_NS
+#: A marker this close (either side) to a new version's first span is that deploy.
+MARKER_MATCH_NS = 30 * MINUTE_NS
+#: The ``source`` of a deploy.
+OBSERVED, MARKER, LOG = "observed", "marker", "log"
+
+
+@dataclass(frozen=True)
+class InstanceWindow:
+    """When one instance served one version: first and last span start, in event time."""
+
+    version: str
+    instance: str | None
+    first: int
+    last: int
+    spans: int
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """One deploy of ``version`` of ``service`` in ``environment``; times in ns since epoch."""
+
+    service: str
+    environment: str | None
+    version: str
+    previous_version: str | None
+    started_at: int
+    completed_at: int | None
+    source: str
+    rollout: str
+    data_end: int
+    instances: tuple[InstanceWindow, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """An explicit deploy marker, from the ``markers`` table or a ``deployment.*`` log."""
+
+    service: str
+    environment: str | None
+    version: str
+    time: int
+    source: str
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_name = ?", [name]
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def instance_windows(
+    con: duckdb.DuckDBPyConnection, service: str | None = None
+) -> dict[tuple[str, str | None], list[InstanceWindow]]:
+    """Per service and environment, when each instance served each version.
+
+    From ``spans`` when it has data for the service, else from ``rollups`` (one pseudo
+    instance per version, minute resolution).
+    """
+    where = "service_name is not null and service_version is not null"
+    params: list[object] = []
+    if service is not None:
+        where += " and service_name = ?"
+        params.append(service)
+    out: dict[tuple[str, str | None], list[InstanceWindow]] = defaultdict(list)
+    if _table_exists(con, "spans"):
+        rows = con.execute(
+            f"""select service_name, deployment_environment, service_version,
+                       service_instance_id, epoch_ns(min(start_time)),
+                       epoch_ns(max(start_time)), count(*)
+                from spans where {where} group by all""",
+            params,
+        ).fetchall()
+        for svc, env, ver, inst, first, last, n in rows:
+            out[(svc, env)].append(InstanceWindow(ver, inst, first, last, n))
+    if _table_exists(con, "rollups"):
+        rows = con.execute(
+            f"""select service_name, deployment_environment, service_version,
+                       epoch_ns(min(minute)), epoch_ns(max(minute)) + {MINUTE_NS - 1},
+                       sum(calls)
+                from rollups where {where} group by all""",
+            params,
+        ).fetchall()
+        for svc, env, ver, first, last, n in rows:
+            if (svc, env) not in out:  # spans are finer; rollups only fill in
+                out[(svc, env)].append(InstanceWindow(ver, None, first, last, int(n)))
+    return dict(out)
+
+
+def read_markers(con: duckdb.DuckDBPyConnection, service: str | None = None) -> list[Marker]:
+    """Markers from the ``markers`` table and from log records with ``deployment.*``
+    attributes (the version from ``service.version`` in the record, else the resource)."""
+    markers: list[Marker] = []
+    params: list[object] = [] if service is None else [service]
+    svc_filter = "" if service is None else " and service_name = ?"
+    if _table_exists(con, "markers"):
+        for svc, env, ver, t, src in con.execute(
+            f"""select service_name, deployment_environment, service_version, epoch_ns(time),
+                       source from markers where true{svc_filter}""",
+            params,
+        ).fetchall():
+            markers.append(Marker(svc, env, ver, t, src or MARKER))
+    if _table_exists(con, "logs"):
+        rows = con.execute(
+            f"""select service_name,
+                       coalesce(log_attributes['deployment.environment.name'],
+                                log_attributes['deployment.environment'],
+                                deployment_environment),
+                       coalesce(log_attributes['service.version'], service_version),
+                       epoch_ns(min(time))
+                from logs
+                where service_name is not null{svc_filter}
+                  and (len(list_filter(map_keys(log_attributes), lambda k:
+                           k like 'deployment.%' and k not like 'deployment.environment%')) > 0
+                       or event_name like 'deployment%')
+                group by all""",
+            params,
+        ).fetchall()
+        for svc, env, ver, t in rows:
+            if ver is not None and t is not None:
+                markers.append(Marker(svc, env, ver, t, LOG))
+    return markers
+
+
+def _classify(
+    new: list[InstanceWindow], old: list[InstanceWindow], start: int, data_end: int
+) -> tuple[str, int | None]:
+    """The rollout kind and when it completed (the old version's last span), if it did."""
+    old_last = max((w.last for w in old), default=start)
+    stopped = old_last < data_end - STOPPED_AFTER_NS
+    completed = max(old_last, start) if stopped else None
+    if old_last - start <= CUTOVER_OVERLAP_NS:
+        return "cutover", completed
+    moved = {w.instance for w in new} & {w.instance for w in old} - {None}
+    firsts = sorted(w.first for w in new if w.instance is not None)
+    overlap_end = min(old_last, data_end)
+    waves = len(firsts) >= 2 and firsts[-1] - firsts[0] > (overlap_end - start) / 3
+    return ("rolling" if moved or waves else "canary"), completed
+
+
+def _observed(
+    key: tuple[str, str | None], windows: list[InstanceWindow]
+) -> tuple[list[Deploy], dict[str, int], int]:
+    by_version: dict[str, list[InstanceWindow]] = defaultdict(list)
+    for w in windows:
+        by_version[w.version].append(w)
+    first = {v: min(w.first for w in ws) for v, ws in by_version.items()}
+    t0 = min(first.values())
+    data_end = max(w.last for w in windows)
+    deploys = []
+    for version, start in sorted(first.items(), key=lambda kv: kv[1]):
+        if start <= t0 + DATA_START_GRACE_NS:
+            continue
+        before = [v for v in by_version if v != version and first[v] < start]
+        previous = max(
+            before,
+            key=lambda v: (max(w.last for w in by_version[v]), sum(w.spans for w in by_version[v])),
+            default=None,
+        )
+        old = by_version[previous] if previous is not None else []
+        rollout, completed = _classify(by_version[version], old, start, data_end)
+        deploys.append(
+            Deploy(
+                key[0],
+                key[1],
+                version,
+                previous,
+                start,
+                completed,
+                OBSERVED,
+                rollout,
+                data_end,
+                tuple(by_version[version]),
+            )
+        )
+    return deploys, first, data_end
+
+
+def detect_deploys(con: duckdb.DuckDBPyConnection, service: str | None = None) -> list[Deploy]:
+    """Every deploy in the data (observed versions merged with markers), oldest first."""
+    all_windows = instance_windows(con, service)
+    deploys: list[Deploy] = []
+    firsts: dict[tuple[str, str | None], dict[str, int]] = {}
+    ends: dict[tuple[str, str | None], int] = {}
+    for key, windows in all_windows.items():
+        found, firsts[key], ends[key] = _observed(key, windows)
+        deploys.extend(found)
+    for m in sorted(read_markers(con, service), key=lambda m: m.time):
+        same = [
+            i
+            for i, d in enumerate(deploys)
+            if d.service == m.service
+            and d.version == m.version
+            and (m.environment is None or d.environment == m.environment)
+        ]
+        close = [i for i in same if abs(deploys[i].started_at - m.time) <= MARKER_MATCH_NS]
+        if close:
+            i = close[0]
+            if deploys[i].source == OBSERVED or m.source == MARKER:
+                deploys[i] = replace(
+                    deploys[i], started_at=min(m.time, deploys[i].started_at), source=m.source
+                )
+            continue
+        if same:
+            continue  # a second marker for a deploy already known
+        keys = [k for k in all_windows if k[0] == m.service and k[1] == m.environment]
+        key = keys[0] if keys else (m.service, m.environment)
+        seen = firsts.get(key, {})
+        previous = max(
+            (v for v, t in seen.items() if v != m.version and t < m.time),
+            key=lambda v: seen[v],
+            default=None,
+        )
+        windows = all_windows.get(key, [])
+        new = [w for w in windows if w.version == m.version]
+        rollout, completed = (
+            _classify(new, [w for w in windows if w.version == previous], m.time, ends[key])
+            if new and key in ends
+            else ("unknown", None)
+        )
+        deploys.append(
+            Deploy(
+                m.service,
+                m.environment,
+                m.version,
+                previous,
+                m.time,
+                completed,
+                m.source,
+                rollout,
+                ends.get(key, m.time),
+                tuple(new),
+            )
+        )
+    deploys.sort(key=lambda d: (d.started_at, d.service, d.version))
+    return deploys

@@ -1,0 +1,209 @@
+"""The statistics behind verdicts: anytime-valid e-processes on counts of events.
+
+An *event* is an error, or a call slower than a latency threshold fixed before the deploy.
+Every test here is a test martingale (an e-process) under its null hypothesis, so by Ville's
+inequality the chance that it *ever* reaches ``1 / alpha`` is at most ``alpha``, however
+often it is looked at. That is what lets ``aftershock watch`` re-check every few seconds
+without inflating false alarms.
+
+Two designs:
+
+* **split** (canary and rolling updates): in each minute where both versions serve, given
+  the minute's total number of events, each event comes from the candidate with probability
+  ``pi = c / (c + b)`` (its share of calls) when both versions have the same event rate. If the
+  candidate's rate is ``rho`` times the baseline's, that probability is
+  ``rho c / (rho c + b)``. The likelihood ratio of ``rho`` against 1, multiplied over minutes
+  and mixed over a grid of ``rho``, is the e-process. Anything that hits both versions at once
+  (a downstream outage, a traffic spike) cancels out.
+* **before/after** (full cut-overs, and candidate-only minutes after a rollout): the baseline
+  rate is bounded from above from a window before the deploy (a Poisson upper confidence
+  bound at level ``BOUND_ALPHA``), and the candidate's events are a Poisson stream tested
+  against that bound, again mixed over ``rho``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float64]
+
+#: Alternatives mixed with equal weights: the candidate's event rate over the baseline's.
+RHO_GRID: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0)
+#: Level of the upper bound on the baseline rate in the before/after design.
+BOUND_ALPHA = 0.001
+
+
+def _as_array(values: Sequence[float] | Array) -> Array:
+    return np.asarray(values, dtype=np.float64)
+
+
+def split_log_lr(
+    cand_calls: Sequence[float] | Array,
+    cand_events: Sequence[float] | Array,
+    base_calls: Sequence[float] | Array,
+    base_events: Sequence[float] | Array,
+    rho: float,
+    null_rho: float = 1.0,
+) -> Array:
+    """Per-minute log likelihood ratios of ``rho`` against ``null_rho`` for the split of
+    events between candidate and baseline; minutes without both versions contribute 0."""
+    c, x = _as_array(cand_calls), _as_array(cand_events)
+    b, y = _as_array(base_calls), _as_array(base_events)
+    both = (c > 0) & (b > 0)
+    cs, bs = np.where(both, c, 1.0), np.where(both, b, 1.0)
+    q1 = rho * cs / (rho * cs + bs)
+    q0 = null_rho * cs / (null_rho * cs + bs)
+    out = x * np.log(q1 / q0) + y * np.log((1 - q1) / (1 - q0))
+    return np.where(both, out, 0.0)
+
+
+def mixture(log_lrs: list[Array]) -> Array:
+    """The running e-value of an equal-weight mixture of per-step log likelihood ratios."""
+    if not log_lrs:
+        return np.ones(0)
+    cum = np.cumsum(np.vstack(log_lrs), axis=1)
+    top = cum.max(axis=0)
+    return np.asarray(
+        np.exp(top) * np.exp(cum - top).mean(axis=0), dtype=np.float64
+    )  # log-sum-exp: a long regression overflows a plain exp
+
+
+def split_eprocess(
+    cand_calls: Sequence[float] | Array,
+    cand_events: Sequence[float] | Array,
+    base_calls: Sequence[float] | Array,
+    base_events: Sequence[float] | Array,
+) -> Array:
+    """Running e-value, minute by minute, against "the candidate's event rate is not
+    higher than the baseline's", in the split design."""
+    return mixture(
+        [split_log_lr(cand_calls, cand_events, base_calls, base_events, r) for r in RHO_GRID]
+    )
+
+
+def split_healthy_eprocess(
+    cand_calls: Sequence[float] | Array,
+    cand_events: Sequence[float] | Array,
+    base_calls: Sequence[float] | Array,
+    base_events: Sequence[float] | Array,
+    tolerance: float,
+) -> Array:
+    """Running e-value against "the candidate's rate is ``tolerance`` times the baseline's
+    or worse": large values show the candidate is no worse than the tolerance allows.
+
+    Valid for every rate ratio at or above ``tolerance``, since the binomial likelihood
+    ratio is monotone in the candidate's count.
+    """
+    lr = split_log_lr(cand_calls, cand_events, base_calls, base_events, 1.0, tolerance)
+    return np.asarray(np.exp(np.cumsum(lr)), dtype=np.float64)
+
+
+def poisson_upper_bound(events: float, exposure: float, alpha: float = BOUND_ALPHA) -> float:
+    """Exact one-sided upper confidence bound on a Poisson rate per unit of exposure."""
+    if exposure <= 0:
+        return math.inf
+    k = int(events)
+    if k >= 100:  # Wilson-Hilferty: within 0.1% here, and the exact sum is O(k)
+        z = NormalDist().inv_cdf(1 - alpha)
+        n = k + 1
+        return n * (1 - 1 / (9 * n) + z / (3 * math.sqrt(n))) ** 3 / exposure
+
+    def tail(mu: float) -> float:  # P(X <= k) for X ~ Poisson(mu)
+        term, total = math.exp(-mu), math.exp(-mu)
+        for i in range(1, k + 1):
+            term *= mu / i
+            total += term
+        return total
+
+    lo, hi = float(k), float(k) + 10.0 + 10.0 * math.sqrt(k + 1)
+    while tail(hi) > alpha:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if tail(mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return hi / exposure
+
+
+def poisson_eprocess(
+    cand_calls: Sequence[float] | Array, cand_events: Sequence[float] | Array, rate: float
+) -> Array:
+    """Running e-value against "the candidate's events arrive at ``rate`` per call or
+    less", mixed over ``RHO_GRID`` (before/after design)."""
+    c, x = _as_array(cand_calls), _as_array(cand_events)
+    if not math.isfinite(rate):
+        return np.ones(len(c))
+    rate = max(rate, 1e-12)
+    return mixture([x * math.log(r) - (r - 1) * rate * c for r in RHO_GRID])
+
+
+def poisson_healthy_eprocess(
+    cand_calls: Sequence[float] | Array,
+    cand_events: Sequence[float] | Array,
+    good_rate: float,
+    bad_rate: float,
+) -> Array:
+    """Running e-value against "the candidate's rate is ``bad_rate`` or worse", with
+    ``good_rate`` as the alternative."""
+    c, x = _as_array(cand_calls), _as_array(cand_events)
+    if bad_rate <= good_rate or not math.isfinite(bad_rate):
+        return np.ones(len(c))
+    good_rate = max(good_rate, 1e-12)
+    lr = x * math.log(good_rate / bad_rate) - (good_rate - bad_rate) * c
+    return np.asarray(np.exp(np.cumsum(lr)), dtype=np.float64)
+
+
+def first_crossing(evalues: Array, threshold: float) -> int | None:
+    """Index of the first step where ``evalues`` reaches ``threshold``, else None."""
+    hits = np.flatnonzero(evalues >= threshold)
+    return int(hits[0]) if len(hits) else None
+
+
+def new_type_evalue(cand_share: float, count: int) -> float:
+    """E-value that all ``count`` occurrences of one error type came from the candidate,
+    when its share of calls is ``cand_share`` and the type is as likely on both sides.
+
+    The likelihood ratio of "only the candidate produces it" against the null; a single
+    baseline occurrence would make it 0.
+    """
+    if count <= 0 or cand_share >= 1:
+        return 1.0
+    return float(math.exp(min(count * -math.log(max(cand_share, 1e-300)), 700.0)))
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), computed in log space."""
+    if k <= 0:
+        return 1.0
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        for i in range(k, n + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def benjamini_hochberg(p_values: Sequence[float], q: float) -> list[bool]:
+    """Which hypotheses are rejected with the false discovery rate controlled at ``q``."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    cutoff = -1
+    for rank, i in enumerate(order, start=1):
+        if p_values[i] <= q * rank / m:
+            cutoff = rank
+    rejected = [False] * m
+    for rank, i in enumerate(order, start=1):
+        rejected[i] = rank <= cutoff
+    return rejected

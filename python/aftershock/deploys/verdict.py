@@ -1,0 +1,674 @@
+"""A verdict per deploy: regression, healthy, inconclusive or pending, with the evidence.
+
+Everything runs on event time: a deploy is judged on the minutes from ``PRE_WINDOW_NS``
+before it started to ``HORIZON_NS`` after, as far as the data reaches, so replaying the same
+telemetry gives the same verdict and ``decided_at`` is the minute whose data settled it.
+
+* **regression**: one of three e-processes (see ``evidence``) reached its threshold. The
+  false-alarm budget ``ALPHA`` is split between them: error rate, latency (calls slower than
+  the baseline's p50, p90 and p99, a distribution shift rather than one percentile) and new
+  error types. Each is the average of a test over all entry spans and the mean of the tests
+  per span name, so one endpoint failing is caught without a test per endpoint spending
+  the budget.
+* **healthy**: after ``MIN_OBSERVE_NS``, the evidence that the candidate is *not* worse
+  than ``ERROR_TOLERANCE`` times the baseline's error rate and ``LATENCY_TOLERANCE`` times its
+  share of slow calls reached ``HEALTHY_EVIDENCE``.
+* **inconclusive**: neither, and the horizon passed or the candidate stopped serving; the
+  explanation says how much more traffic would settle it.
+* **pending**: neither yet.
+
+Errors count only when they originate in the service itself (see ``blame``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from aftershock.deploys import attribution, blame, evidence
+from aftershock.deploys.detect import MINUTE_NS, STOPPED_AFTER_NS, Deploy, detect_deploys
+from aftershock.deploys.evidence import Array
+
+PRE_WINDOW_NS = 60 * MINUTE_NS
+HORIZON_NS = 60 * MINUTE_NS
+MIN_OBSERVE_NS = 10 * MINUTE_NS
+#: Overall false-alarm budget of a deploy, and its split between the three signals.
+ALPHA = 0.01
+ALPHA_ERRORS, ALPHA_LATENCY, ALPHA_NEW = 0.5 * ALPHA, 0.4 * ALPHA, 0.1 * ALPHA
+HEALTHY_EVIDENCE = 20.0
+ERROR_TOLERANCE = 2.0
+#: Error rates within this many absolute points of the baseline's are fine at any ratio.
+ERROR_MARGIN = 0.0005
+LATENCY_TOLERANCE = 1.5
+LATENCY_QUANTILES = (0.5, 0.9, 0.99)
+#: The quantile whose slow-call share decides "healthy" on latency.
+HEALTHY_QUANTILE_INDEX = 1
+ALL = "*"
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Runs ``sql`` with those of ``params`` it names (DuckDB rejects extra ones)."""
+    used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+    return con.execute(sql, used).fetchall()
+
+
+def _ts(param: str) -> str:
+    return f"timezone('UTC', make_timestamp_ns({param}))"
+
+
+def iso(ns: int | None) -> str | None:
+    """An event time as the verdict JSON writes it: ``2026-11-20T10:35:00Z``."""
+    if ns is None:
+        return None
+    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Verdict:
+    """The verdict on one deploy, as ``to_json`` writes it (CONTRACT.md)."""
+
+    deploy: Deploy
+    verdict: str
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    suspects: list[dict[str, Any]] = field(default_factory=list)
+    decided_at: int | None = None
+    explanation: str = ""
+
+    @property
+    def service(self) -> str:
+        """The deployed service."""
+        return self.deploy.service
+
+    @property
+    def version(self) -> str:
+        """The deployed version."""
+        return self.deploy.version
+
+    def to_json(self) -> dict[str, Any]:
+        """The verdict JSON object, with exactly the keys of CONTRACT.md."""
+        d = self.deploy
+        return {
+            "service": d.service,
+            "environment": d.environment,
+            "version": d.version,
+            "previous_version": d.previous_version,
+            "started_at": iso(d.started_at),
+            "completed_at": iso(d.completed_at),
+            "source": d.source,
+            "rollout": d.rollout,
+            "verdict": self.verdict,
+            "signals": self.signals,
+            "suspects": self.suspects,
+            "decided_at": iso(self.decided_at),
+            "explanation": self.explanation,
+        }
+
+
+@dataclass
+class _Series:
+    """Per-minute counts for candidate (c) and baseline (b): calls and events."""
+
+    cc: Array
+    ce: Array
+    bc: Array
+    be: Array
+
+
+@dataclass
+class _Test:
+    """A family of e-processes over the post-deploy minutes."""
+
+    evalue: Array
+    split_part: Array
+    per_span: dict[str, Array]
+
+
+class _Window:
+    """The minutes around one deploy, and the rollup counts in them."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        service: str,
+        environment: str | None,
+        start: int,
+        since: int,
+        until: int,
+        version: str | None,
+    ) -> None:
+        self.con, self.service, self.environment = con, service, environment
+        self.start_min = start - start % MINUTE_NS
+        self.since = min(since - since % MINUTE_NS, self.start_min)
+        self.until = max(until, self.start_min + MINUTE_NS)
+        self.minutes = np.arange(self.since, self.until, MINUTE_NS, dtype=np.int64)
+        self.pre = self.minutes < self.start_min
+        self.post = ~self.pre
+        # The candidate: the new version's rows, or for a service that did not deploy
+        # (downstream checks), everything after the start.
+        if version is None:
+            self.cand_sql = f"minute >= {_ts('$start')}"
+            self.params: dict[str, Any] = {"start": self.start_min}
+        else:
+            self.cand_sql = "service_version is not distinct from $ver"
+            self.params = {"ver": version}
+        self.params |= {"svc": service, "env": environment, "w0": self.since, "w1": self.until}
+        kinds = {
+            r[0]
+            for r in _run(
+                con, f"select distinct span_kind from rollups where {self._where()}", self.params
+            )
+        }
+        entry = [k for k in blame.ENTRY_KINDS if k in kinds]
+        self.all_kinds = not entry
+        self.kinds = entry or sorted(kinds)
+
+    def _where(self) -> str:
+        return (
+            "service_name = $svc and deployment_environment is not distinct from $env"
+            f" and minute >= {_ts('$w0')} and minute < {_ts('$w1')}"
+        )
+
+    def _kind_filter(self) -> str:
+        return "span_kind in (" + ", ".join(f"'{k}'" for k in self.kinds) + ")"
+
+    def _index(self, ns: int) -> int:
+        return (ns - self.since) // MINUTE_NS
+
+    def _zeros(self) -> Array:
+        return np.zeros(len(self.minutes))
+
+    def calls(self) -> dict[str, tuple[Array, Array]]:
+        """Calls per span name (and ``*``): candidate and baseline arrays."""
+        out: dict[str, tuple[Array, Array]] = {ALL: (self._zeros(), self._zeros())}
+        rows = _run(
+            self.con,
+            f"""select epoch_ns(minute), {self.cand_sql}, span_name, sum(calls)
+                from rollups where {self._where()} and {self._kind_filter()} group by all""",
+            self.params,
+        )
+        for m, cand, name, n in rows:
+            for key in (ALL, name):
+                arrays = out.setdefault(key, (self._zeros(), self._zeros()))
+                arrays[0 if cand else 1][self._index(m)] += n
+        return out
+
+    def thresholds(self) -> dict[str, list[int]]:
+        """Per span name, the sketch buckets of the baseline's latency quantiles, from
+        before the deploy (or, without such data, from the baseline alongside it)."""
+        out: dict[str, list[int]] = {}
+        for when in (f"minute < {_ts('$start_min')}", "true"):
+            rows = _run(
+                self.con,
+                f"""select span_name, e.bucket, sum(e.count) from (
+                        select span_name, unnest(latency_sketch) as e from rollups
+                        where {self._where()} and {self._kind_filter()}
+                          and not ({self.cand_sql}) and {when})
+                    group by all order by 1, 2""",
+                self.params | {"start_min": self.start_min},
+            )
+            hist: dict[str, list[tuple[int, int]]] = {}
+            for name, b, n in rows:
+                hist.setdefault(name, []).append((b, int(n)))
+            for name, entries in hist.items():
+                if name in out:
+                    continue
+                total = sum(n for _, n in entries)
+                buckets = []
+                for q in LATENCY_QUANTILES:
+                    seen = 0
+                    for b, n in entries:
+                        seen += n
+                        if seen > q * (total - 1):
+                            buckets.append(b)
+                            break
+                out[name] = buckets
+        return out
+
+    def slow(self, thresholds: dict[str, list[int]]) -> list[dict[str, tuple[Array, Array]]]:
+        """Per latency quantile: calls slower than the baseline's quantile, per span name."""
+        out: list[dict[str, tuple[Array, Array]]] = [
+            {ALL: (self._zeros(), self._zeros())} for _ in LATENCY_QUANTILES
+        ]
+        names = [n for n in thresholds for _ in LATENCY_QUANTILES]
+        qis = [i for _ in thresholds for i in range(len(LATENCY_QUANTILES))]
+        buckets = [b for n in thresholds for b in thresholds[n]]
+        if not names:
+            return out
+        rows = _run(
+            self.con,
+            f"""with th as (select unnest($names::varchar[]) as span_name,
+                                   unnest($qis::int[]) as qi, unnest($bs::int[]) as b)
+                select epoch_ns(r.minute), {self.cand_sql}, r.span_name, th.qi,
+                       sum(list_sum(list_transform(
+                           list_filter(r.latency_sketch, lambda e: e.bucket > th.b),
+                           lambda e: e.count)))
+                from rollups r join th using (span_name)
+                where {self._where()} and {self._kind_filter()} group by all""",
+            self.params | {"names": names, "qis": qis, "bs": buckets},
+        )
+        for m, cand, name, qi, n in rows:
+            for key in (ALL, name):
+                arrays = out[qi].setdefault(key, (self._zeros(), self._zeros()))
+                arrays[0 if cand else 1][self._index(m)] += n or 0
+        return out
+
+    def series(
+        self,
+        calls: dict[str, tuple[Array, Array]],
+        events: dict[str, tuple[Array, Array]],
+    ) -> dict[str, _Series]:
+        """Calls and events side by side, per span name present in ``calls``."""
+        out = {}
+        for name, (cc, bc) in calls.items():
+            ce, be = events.get(name, (self._zeros(), self._zeros()))
+            out[name] = _Series(cc, np.minimum(ce, cc), bc, np.minimum(be, bc))
+        return out
+
+    def test(self, family: dict[str, _Series]) -> _Test:
+        """The e-process of a family: split design while both versions serve, before/after
+        for candidate-only minutes, over all spans and per span name."""
+        post = self.post
+        per: dict[str, Array] = {}
+        split_per: dict[str, Array] = {}
+        for name, s in family.items():
+            split = evidence.split_eprocess(s.cc[post], s.ce[post], s.bc[post], s.be[post])
+            bound = evidence.poisson_upper_bound(s.be[self.pre].sum(), s.bc[self.pre].sum())
+            only = s.bc[post] == 0
+            ba = evidence.poisson_eprocess(
+                np.where(only, s.cc[post], 0), np.where(only, s.ce[post], 0), bound
+            )
+            per[name] = 0.5 * split + 0.5 * ba
+            split_per[name] = 0.5 * split
+        names = [n for n in per if n != ALL] or [ALL]
+
+        def combine(d: dict[str, Array]) -> Array:
+            return np.asarray(
+                0.5 * d[ALL] + 0.5 * np.mean([d[n] for n in names], axis=0), dtype=np.float64
+            )
+
+        return _Test(combine(per), combine(split_per), {n: per[n] for n in names})
+
+
+def _quantile_value(bucket: int) -> float:
+    gamma = 1.01 / 0.99
+    return float(2 * gamma**bucket / (gamma + 1))
+
+
+def _rate(events: float, calls: float) -> float:
+    return events / calls if calls else 0.0
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{100 * x:.3g}%"
+
+
+def _fmt_ms(ns: float) -> str:
+    return f"{ns / 1e6:.3g} ms"
+
+
+class _Evaluation:
+    """Everything computed for one deploy; ``verdict()`` assembles the result."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: Deploy, since: int) -> None:
+        self.con, self.d = con, d
+        until = min(d.started_at + HORIZON_NS, d.data_end + 1)
+        self.w = _Window(con, d.service, d.environment, d.started_at, since, until, d.version)
+        self.calls = self.w.calls()
+        self.errors = blame.error_spans(con, d.service, d.environment, self.w.since, until)
+        own: dict[str, tuple[Array, Array]] = {ALL: (self.w._zeros(), self.w._zeros())}
+        for e in self.errors:
+            if e.own and (e.entry or self.w.all_kinds) and self.w.since <= e.minute < until:
+                for key in (ALL, e.span_name):
+                    arrays = own.setdefault(key, (self.w._zeros(), self.w._zeros()))
+                    arrays[0 if e.version == d.version else 1][self.w._index(e.minute)] += 1
+        self.err_family = self.w.series(self.calls, own)
+        self.err = self.w.test(self.err_family)
+        self.thresholds = self.w.thresholds()
+        self.lat_families = [self.w.series(self.calls, s) for s in self.w.slow(self.thresholds)]
+        lat_tests = [self.w.test(f) for f in self.lat_families]
+        self.lat_tests = lat_tests
+        self.lat = np.mean([t.evalue for t in lat_tests], axis=0)
+        self.lat_split = np.mean([t.split_part for t in lat_tests], axis=0)
+        self.new, self.new_types = self._new_errors()
+
+    def _new_errors(self) -> tuple[Array, dict[str, int]]:
+        d, w = self.d, self.w
+        post_minutes = w.minutes[w.post]
+        seen = blame.seen_error_types(self.con, d.service, d.environment, w.start_min)
+        base_after = {e.kind for e in self.errors if e.version != d.version and e.kind}
+        s = self.err_family[ALL]
+        cand_cum = np.cumsum(s.cc[w.post])
+        base_cum = s.bc[w.pre].sum() + np.cumsum(s.bc[w.post])
+        share = cand_cum / np.maximum(cand_cum + base_cum, 1)
+        counts: dict[str, Array] = {}
+        cand_types: set[str] = set()
+        for e in self.errors:
+            if e.version != d.version or not e.own or e.kind is None or e.minute < w.start_min:
+                continue
+            cand_types.add(e.kind)
+            if e.kind in seen or e.kind in base_after:
+                continue
+            arr = counts.setdefault(e.kind, np.zeros(len(post_minutes)))
+            arr[w._index(e.minute) - int(w.pre.sum())] += 1
+        if not counts:
+            return np.ones(len(post_minutes)), {}
+        per_type = [
+            np.array(
+                [
+                    evidence.new_type_evalue(p, int(k))
+                    for p, k in zip(share, np.cumsum(c), strict=True)
+                ]
+            )
+            for c in counts.values()
+        ]
+        e_new = np.max(per_type, axis=0) / max(len(cand_types), 1)
+        return e_new, {k: int(c.sum()) for k, c in counts.items()}
+
+    def _minute_time(self, post_index: int) -> int:
+        end = int(self.w.minutes[self.w.post][post_index]) + MINUTE_NS
+        return min(end, self.d.data_end)
+
+    def _healthy_from(self) -> tuple[int | None, dict[str, float]]:
+        """First post-deploy index where both the error and latency checks pass."""
+        w, s = self.w, self.err_family[ALL]
+        post, pre = w.post, w.pre
+        only = s.bc[post] == 0
+        p_pre = _rate(s.be[pre].sum(), s.bc[pre].sum())
+        p_base = _rate(s.be.sum(), s.bc.sum())
+        err_h = evidence.split_healthy_eprocess(
+            s.cc[post], s.ce[post], s.bc[post], s.be[post], ERROR_TOLERANCE
+        ) * evidence.poisson_healthy_eprocess(
+            np.where(only, s.cc[post], 0),
+            np.where(only, s.ce[post], 0),
+            p_pre,
+            max(ERROR_TOLERANCE * p_pre, p_pre + ERROR_MARGIN),
+        )
+        limit = max(ERROR_TOLERANCE * p_base, p_base + ERROR_MARGIN)
+        cum_c, cum_e = np.cumsum(s.cc[post]), np.cumsum(s.ce[post])
+        ucb_ok = np.array(
+            [
+                evidence.poisson_upper_bound(e, c, 0.05) <= limit
+                for c, e in zip(cum_c, cum_e, strict=True)
+            ]
+        )
+        err_ok = (err_h >= HEALTHY_EVIDENCE) | ucb_ok
+        lat = self.lat_families[HEALTHY_QUANTILE_INDEX].get(ALL)
+        if lat is None or lat.bc.sum() + lat.cc.sum() == 0:
+            lat_h = np.full(int(post.sum()), np.inf)
+        else:
+            l_only = lat.bc[post] == 0
+            s_pre = _rate(lat.be[pre].sum(), lat.bc[pre].sum())
+            lat_h = evidence.split_healthy_eprocess(
+                lat.cc[post], lat.ce[post], lat.bc[post], lat.be[post], LATENCY_TOLERANCE
+            ) * evidence.poisson_healthy_eprocess(
+                np.where(l_only, lat.cc[post], 0),
+                np.where(l_only, lat.ce[post], 0),
+                s_pre,
+                LATENCY_TOLERANCE * s_pre,
+            )
+        observed = w.minutes[post] + MINUTE_NS - w.start_min >= MIN_OBSERVE_NS
+        ok = err_ok & (lat_h >= HEALTHY_EVIDENCE) & observed & (cum_c > 0)
+        idx = np.flatnonzero(ok)
+        # Traffic still needed, assuming evidence keeps growing with traffic as it has.
+        calls = float(cum_c[-1]) if len(cum_c) else 0.0
+        need_err = 0.0 if len(err_ok) == 0 or err_ok[-1] else (float(cum_e[-1]) + 3) / limit
+        lat_log = float(np.log(lat_h[-1])) if len(lat_h) and np.isfinite(lat_h[-1]) else 0.0
+        need_lat = (
+            0.0
+            if len(lat_h) and lat_h[-1] >= HEALTHY_EVIDENCE
+            else (calls * math.log(HEALTHY_EVIDENCE) / lat_log if lat_log > 0.1 else 2 * calls)
+        )
+        return (int(idx[0]) if len(idx) else None), {
+            "calls": calls,
+            "need_calls": max(need_err, need_lat),
+            "minutes": float(observed.size),
+        }
+
+    def _downstream_latency(self) -> str | None:
+        """A downstream service whose own latency shifted at the deploy, if any."""
+        d, w = self.d, self.w
+        threshold = 1 / ALPHA_LATENCY
+        for other in blame.downstream_services(
+            self.con, d.service, d.environment, w.since, w.until
+        ):
+            ow = _Window(self.con, other, d.environment, d.started_at, w.since, w.until, None)
+            calls = ow.calls()
+            th = ow.thresholds()
+            tests = [ow.test(ow.series(calls, s)) for s in ow.slow(th)]
+            e = np.mean([t.evalue for t in tests], axis=0)
+            if len(e) and e.max() >= threshold:
+                return other
+        return None
+
+    def verdict(self) -> Verdict:
+        """Regression, healthy, inconclusive or pending, with signals and explanation."""
+        d, w = self.d, self.w
+        prev = d.previous_version or "the previous version"
+        s = self.err_family[ALL]
+        post = w.post
+        cand_calls = float(s.cc[post].sum())
+        notes = self._downstream_note()
+        if cand_calls == 0:
+            return Verdict(
+                d, "pending", explanation=f"No entry-span traffic of {d.version} yet." + notes
+            )
+        crossings: list[tuple[int, dict[str, Any]]] = []
+        i = evidence.first_crossing(self.err.evalue, 1 / ALPHA_ERRORS)
+        if i is not None:
+            crossings.append((i, self._error_signal(i)))
+        i = evidence.first_crossing(self.lat, 1 / ALPHA_LATENCY)
+        blamed = None
+        if i is not None:
+            split_alone = evidence.first_crossing(self.lat_split, 1 / ALPHA_LATENCY)
+            if split_alone is None:
+                blamed = self._downstream_latency()
+            if blamed is None:
+                crossings.append((i, self._latency_signal(i)))
+        i = evidence.first_crossing(self.new, 1 / ALPHA_NEW)
+        if i is not None:
+            crossings.append((i, self._new_error_signal(i)))
+        if blamed is not None:
+            notes += (
+                f" Latency rose after the deploy, but {blamed}, which {d.service} calls, slowed"
+                " down at the same time: the latency originates there."
+            )
+        if crossings:
+            crossings.sort(key=lambda c: c[0])
+            signals = [c[1] for c in crossings]
+            first = crossings[0][0]
+            suspects = attribution.suspects(
+                self.con, d, w.start_min, w.until, self.errors, self.w.kinds
+            )
+            what = "; ".join(_describe(sig) for sig in signals)
+            where = ""
+            if suspects:
+                top = suspects[0]
+                where = (
+                    f" Errors concentrate on {top['attribute']}={top['value']}"
+                    f" ({_fmt_pct(top['share_of_errors'])} of them)."
+                )
+            return Verdict(
+                d,
+                "regression",
+                signals,
+                suspects,
+                self._minute_time(first),
+                f"{d.version} of {d.service} ({d.rollout} after {prev}) is worse: {what}."
+                + where
+                + notes,
+            )
+        healthy_at, need = self._healthy_from()
+        p_c = _rate(s.ce[post].sum(), cand_calls)
+        p_b = _rate(s.be.sum(), s.bc.sum())
+        if healthy_at is not None:
+            return Verdict(
+                d,
+                "healthy",
+                decided_at=self._minute_time(healthy_at),
+                explanation=(
+                    f"{d.version} served {cand_calls:,.0f} calls with error rate {_fmt_pct(p_c)}"
+                    f" (baseline {_fmt_pct(p_b)}) and no latency shift; it is not worse than"
+                    f" {ERROR_TOLERANCE:g}x the baseline's errors or {LATENCY_TOLERANCE:g}x its"
+                    " slow calls." + notes
+                ),
+            )
+        cand_last = max((iw.last for iw in d.instances), default=d.started_at)
+        stopped = cand_last < d.data_end - STOPPED_AFTER_NS
+        horizon = d.data_end >= d.started_at + HORIZON_NS
+        more = max(need["need_calls"] - need["calls"], 1.0)
+        rate = cand_calls / max(need["minutes"], 1.0)
+        traffic = f"about {more:,.0f} more calls of {d.version}"
+        if rate > 0 and not stopped:
+            traffic += f" (~{math.ceil(more / rate)} min at the current {rate:,.0f}/min)"
+        if stopped or horizon:
+            why = "stopped serving" if stopped else "was observed for the full hour"
+            return Verdict(
+                d,
+                "inconclusive",
+                explanation=(
+                    f"{d.version} {why} without enough traffic to tell: {cand_calls:,.0f} calls,"
+                    f" error rate {_fmt_pct(p_c)} (baseline {_fmt_pct(p_b)}); {traffic} would"
+                    " settle it." + notes
+                ),
+            )
+        return Verdict(
+            d,
+            "pending",
+            explanation=(
+                f"Watching {d.version}: {cand_calls:,.0f} calls so far, no regression; {traffic}"
+                " to call it healthy." + notes
+            ),
+        )
+
+    def _downstream_note(self) -> str:
+        d = self.d
+        down: dict[tuple[str, str | None], int] = {}
+        own = 0
+        for e in self.errors:
+            if e.minute < self.w.start_min:
+                continue
+            if e.own:
+                own += 1
+            elif e.origin_service is not None:
+                key = (e.origin_service, e.origin_span)
+                down[key] = down.get(key, 0) + 1
+        total = sum(down.values())
+        if total < 5 or total < own:
+            return ""
+        (svc, span), n = max(down.items(), key=lambda kv: kv[1])
+        return (
+            f" {total:,} errors of {d.service} since the deploy originate downstream, mostly in"
+            f" {svc} (span {span!r}, {n:,}); they are not counted against this deploy."
+        )
+
+    def _best_span(self, per_span: dict[str, Array], i: int) -> str | None:
+        if len(per_span) == 1 and ALL in per_span:
+            return None
+        return max(per_span, key=lambda n: float(per_span[n][i]))
+
+    def _error_signal(self, i: int) -> dict[str, Any]:
+        name = self._best_span(self.err.per_span, i)
+        s = self.err_family[name or ALL]
+        upto = self.w.post.copy()
+        upto[np.flatnonzero(self.w.post)[i + 1 :]] = False
+        design = "canary/baseline split" if s.bc[upto].sum() else "before/after"
+        return {
+            "kind": "error_rate",
+            "span_name": name,
+            "baseline": round(
+                _rate(s.be[self.w.pre | upto].sum(), s.bc[self.w.pre | upto].sum()), 6
+            ),
+            "candidate": round(_rate(s.ce[upto].sum(), s.cc[upto].sum()), 6),
+            "evidence": float(f"{float(self.err.evalue[i]):.3g}"),
+            "test": (
+                f"mixture sequential probability ratio (e-value) on own-origin errors, {design}"
+                f" minute by minute; regression at e >= {1 / ALPHA_ERRORS:g}"
+            ),
+        }
+
+    def _latency_signal(self, i: int) -> dict[str, Any]:
+        qi = int(np.argmax([t.evalue[i] for t in self.lat_tests]))
+        test = self.lat_tests[qi]
+        name = self._best_span(test.per_span, i)
+        q = LATENCY_QUANTILES[qi]
+        s = self.lat_families[qi][name or ALL]
+        upto = self.w.post.copy()
+        upto[np.flatnonzero(self.w.post)[i + 1 :]] = False
+        b_share = _rate(s.be[self.w.pre | upto].sum(), s.bc[self.w.pre | upto].sum())
+        c_share = _rate(s.ce[upto].sum(), s.cc[upto].sum())
+        th = self.thresholds.get(name or "", None)
+        threshold = f" ({_fmt_ms(_quantile_value(th[qi]))})" if th else ""
+        return {
+            "kind": "latency",
+            "span_name": name,
+            "baseline": round(b_share, 6),
+            "candidate": round(c_share, 6),
+            "evidence": float(f"{float(self.lat[i]):.3g}"),
+            "test": (
+                f"e-value on the share of calls slower than the baseline's p{q * 100:g}{threshold}"
+                f" (baseline/candidate are those shares), mixed over p50/p90/p99 from the rollup"
+                f" sketches; regression at e >= {1 / ALPHA_LATENCY:g}"
+            ),
+        }
+
+    def _new_error_signal(self, i: int) -> dict[str, Any]:
+        kind, count = max(self.new_types.items(), key=lambda kv: kv[1])
+        spans = [e for e in self.errors if e.kind == kind and e.version == self.d.version]
+        s = self.err_family[ALL]
+        return {
+            "kind": "new_error",
+            "span_name": spans[0].span_name if spans else None,
+            "baseline": 0.0,
+            "candidate": round(_rate(count, s.cc[self.w.post].sum()), 6),
+            "evidence": float(f"{float(self.new[i]):.3g}"),
+            "test": (
+                f"error type {kind!r} never seen before the deploy, {count} times in"
+                f" {self.d.version}; e-value that only the candidate produces it,"
+                f" regression at e >= {1 / ALPHA_NEW:g}"
+            ),
+        }
+
+
+def _describe(sig: dict[str, Any]) -> str:
+    where = f" on {sig['span_name']}" if sig.get("span_name") else ""
+    if sig["kind"] == "error_rate":
+        return f"error rate{where} {_fmt_pct(sig['candidate'])} vs {_fmt_pct(sig['baseline'])}"
+    if sig["kind"] == "latency":
+        return (
+            f"latency shifted{where}: {_fmt_pct(sig['candidate'])} of calls slower than the"
+            f" baseline's threshold vs {_fmt_pct(sig['baseline'])}"
+        )
+    return f"a new error type{where}"
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, d: Deploy, since: int | None = None) -> Verdict:
+    """The verdict on deploy ``d``; ``since`` bounds the baseline window before it."""
+    start = since if since is not None else d.started_at - PRE_WINDOW_NS
+    return _Evaluation(con, d, max(start, d.started_at - PRE_WINDOW_NS)).verdict()
+
+
+def deploy_verdicts(con: duckdb.DuckDBPyConnection, service: str | None = None) -> list[Verdict]:
+    """Detects the deploys in the data and judges each, oldest first.
+
+    The baseline window of a deploy starts no earlier than the previous deploy of the same
+    service and environment, so one rollout is never the baseline of the next.
+    """
+    out = []
+    last: dict[tuple[str, str | None], Deploy] = {}
+    for d in detect_deploys(con, service):
+        key = (d.service, d.environment)
+        prev = last.get(key)
+        since = None
+        if prev is not None:
+            since = prev.completed_at if prev.completed_at is not None else prev.started_at
+            since = min(since, d.started_at)
+        out.append(evaluate(con, d, since))
+        last[key] = d
+    return out
