@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,35 @@ def _window_sql(column: str, since: dt.datetime | None, until: dt.datetime | Non
     if until is not None:
         conds.append(f"{column} < {_timestamp_literal(until)}")
     return " AND ".join(conds)
+
+
+def map_timestamps(t: pa.DataType, fn: Callable[[pa.DataType], pa.DataType]) -> pa.DataType:
+    """``t`` with ``fn`` applied to every timestamp type in it, however deeply nested."""
+    if pa.types.is_timestamp(t):
+        return fn(t)
+    if pa.types.is_map(t):
+        return pa.map_(map_timestamps(t.key_type, fn), map_timestamps(t.item_type, fn))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(map_timestamps(t.value_type, fn)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(map_timestamps(t.value_type, fn)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(map_timestamps(f.type, fn)) for f in t])
+    return t
+
+
+def _utc(t: pa.DataType) -> pa.DataType:
+    return pa.timestamp(t.unit, "UTC") if t.tz is not None else t
+
+
+def with_utc_timestamps(table: pa.Table) -> pa.Table:
+    """``table`` with every zoned timestamp labelled ``UTC``, as the tables are.
+
+    DuckDB labels them with its ``TimeZone`` setting (the machine's zone, e.g. ``Etc/UTC``);
+    the instants are the same, only the label changes.
+    """
+    schema = pa.schema([f.with_type(map_timestamps(f.type, _utc)) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
 
 
 def install_views(
@@ -505,7 +534,7 @@ class Lake:
                 self.files_read = install_views(self._con, self._snapshots, lo, hi)
                 self._views_key = key
             rel = self._con.sql(query, params=params)
-            return pa.table({}) if rel is None else rel.to_arrow_table()
+            return pa.table({}) if rel is None else with_utc_timestamps(rel.to_arrow_table())
 
     def _frame(
         self,

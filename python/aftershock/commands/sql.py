@@ -192,30 +192,18 @@ def _scalar(v: Any) -> Any:
     return v
 
 
-def _without_timestamps(t: pa.DataType) -> pa.DataType:
-    """``t`` with every timestamp replaced by int64, so that no nanosecond is lost in Python."""
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(t):
-        return pa.int64()
-    if pa.types.is_map(t):
-        return pa.map_(_without_timestamps(t.key_type), _without_timestamps(t.item_type))
-    if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_without_timestamps(t.value_type)))
-    if pa.types.is_large_list(t):
-        return pa.large_list(t.value_field.with_type(_without_timestamps(t.value_type)))
-    if pa.types.is_struct(t):
-        return pa.struct([f.with_type(_without_timestamps(f.type)) for f in t])
-    return t
-
-
 def json_rows(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
     """The rows of ``table`` as JSON-ready dicts: timestamps ISO-8601 UTC (nanoseconds), maps
     as objects, structs as objects, lists as arrays, bytes as base64."""
+    import pyarrow as pa
+
+    from aftershock.query import map_timestamps
+
     columns = []
     for name, col in zip(table.column_names, table.columns, strict=True):
         convert = _converter(col.type)
-        plain = col.cast(_without_timestamps(col.type)).to_pylist()
+        # Timestamps as integers, so that no nanosecond is lost on the way through Python.
+        plain = col.cast(map_timestamps(col.type, lambda _: pa.int64())).to_pylist()
         columns.append((name, [convert(v) for v in plain]))
     return [{name: values[i] for name, values in columns} for i in range(table.num_rows)]
 
