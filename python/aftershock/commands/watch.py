@@ -1,0 +1,66 @@
+"""``aftershock watch``: re-evaluates open deploys and fires the rollback hook once each."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from aftershock.commands import CliError, add_data_option, existing_data_dir, option
+
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_interval(value: str) -> float:
+    """``10s``, ``500ms``, ``1m`` or plain seconds, as seconds."""
+    m = _INTERVAL.match(value)
+    if not m or float(m[1]) <= 0:
+        raise CliError(f"--interval: not a duration: {value!r} (use 10s, 500ms or 1m)")
+    return float(m[1]) * _UNIT_S[m[2] or "s"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``aftershock watch``."""
+    p = subparsers.add_parser(
+        "watch",
+        help="re-evaluate open deploys; on a regression run a command and/or post a webhook",
+        description=(
+            "Re-evaluates open deploys every INTERVAL. On a new regression verdict, runs CMD "
+            "(through the shell, verdict JSON on stdin, AFTERSHOCK_SERVICE and "
+            "AFTERSHOCK_VERSION in its environment) and/or POSTs the verdict JSON to URL, "
+            "once per deploy: what fired is kept in DATA/deploys/watch-fired.json."
+        ),
+    )
+    add_data_option(p)
+    option(p, "--on-regression", None, metavar="CMD", help="command to run on a regression")
+    option(p, "--webhook", None, metavar="URL", help="http(s) URL to POST the verdict JSON to")
+    option(p, "--interval", "10s", metavar="DURATION", help="time between checks (default 10s)")
+    p.add_argument("--once", action="store_true", help="check once and exit")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Loops until interrupted (or once with ``--once``)."""
+    interval = parse_interval(args.interval)
+    if args.webhook and not re.match(r"^https?://", args.webhook):
+        raise CliError(f"--webhook: not an http(s) URL: {args.webhook!r}")
+    data = existing_data_dir(args.data)
+    from aftershock.deploys.verdict import deploy_verdicts
+    from aftershock.deploys.watch import Watcher
+    from aftershock.query import open as open_lake
+
+    watcher = Watcher(Path(data), args.on_regression, args.webhook)
+    lake = open_lake(data)
+    if not args.once:
+        print(f"watching {data} every {args.interval}", flush=True)
+    while True:
+        lake.refresh()
+        for v in watcher.check(deploy_verdicts(lake.duckdb())):
+            print(f"regression: {v.service} {v.version}: {v.explanation}", flush=True)
+        if args.once:
+            return 0
+        sys.stdout.flush()
+        time.sleep(interval)
