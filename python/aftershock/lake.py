@@ -45,6 +45,8 @@ COMPACT_TARGET_BYTES = 128 << 20
 #: Files removed by compaction or retention stay on disk this long for readers still on
 #: an older snapshot, then vacuum deletes them.
 VACUUM_GRACE_HOURS = 1
+#: How often the flush thread looks at the buffered size between age-based flushes.
+SIZE_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,9 @@ class LakeWriter:
     ``ingest_traces``/``ingest_logs`` return only once the request is in the fsynced WAL
     (``durability="os"`` skips the fsync). A background thread flushes buffered rows to
     Parquet and commits them every ``flush_interval`` seconds, so acknowledged data is
-    queryable within a few seconds. When ``max_buffer_bytes`` of rows wait for a commit,
+    queryable within a few seconds, and at once whenever ``flush_bytes`` (a quarter of the
+    budget by default) are buffered, so that writing Parquet, which needs memory of its own,
+    starts well before the budget is reached. When ``max_buffer_bytes`` of rows wait for a commit,
     ingest raises :class:`aftershock.errors.BusyError` instead of growing.
     """
 
@@ -153,6 +157,7 @@ class LakeWriter:
         durability: str = "fsync",
         flush_interval: float = 2.0,
         max_buffer_bytes: int = 512 << 20,
+        flush_bytes: int | None = None,
         retention: dt.timedelta = dt.timedelta(days=7),
         maintenance_interval: float = 60.0,
         background: bool = True,
@@ -163,6 +168,7 @@ class LakeWriter:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.receiver_id = receiver_id(self.data_dir)
         self.flush_interval = flush_interval
+        self.flush_bytes = flush_bytes if flush_bytes is not None else max_buffer_bytes // 4
         self.retention = retention
         self.maintenance_interval = maintenance_interval
         self._tables = {t: ensure_table(self.data_dir, t) for t in TABLES}
@@ -275,7 +281,12 @@ class LakeWriter:
 
     def _next_wait(self) -> float:
         age = self._raw.buffered_age()
-        return max(0.05, self.flush_interval - age) if age else self.flush_interval / 4
+        if self._raw.buffered_bytes() >= self.flush_bytes:
+            return 0.0
+        if not age:
+            return min(self.flush_interval / 4, SIZE_POLL_SECONDS)
+        # Wake up often enough to notice `flush_bytes` filling up before the age is reached.
+        return min(max(0.05, self.flush_interval - age), SIZE_POLL_SECONDS)
 
     def metrics(self) -> dict[str, float]:
         """Gauges for the receiver's Prometheus endpoint."""
