@@ -36,6 +36,8 @@ Array = npt.NDArray[np.float64]
 RHO_GRID: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0)
 #: Level of the upper bound on the baseline rate in the before/after design.
 BOUND_ALPHA = 0.001
+#: E-values are capped at exp(LOG_CAP), far past any threshold, to stay finite.
+LOG_CAP = 700.0
 
 
 def _as_array(values: Sequence[float] | Array) -> Array:
@@ -69,7 +71,7 @@ def mixture(log_lrs: list[Array]) -> Array:
     cum = np.cumsum(np.vstack(log_lrs), axis=1)
     top = cum.max(axis=0)
     return np.asarray(
-        np.exp(top) * np.exp(cum - top).mean(axis=0), dtype=np.float64
+        np.exp(np.minimum(top, LOG_CAP)) * np.exp(cum - top).mean(axis=0), dtype=np.float64
     )  # log-sum-exp: a long regression overflows a plain exp
 
 
@@ -100,7 +102,7 @@ def split_healthy_eprocess(
     ratio is monotone in the candidate's count.
     """
     lr = split_log_lr(cand_calls, cand_events, base_calls, base_events, 1.0, tolerance)
-    return np.asarray(np.exp(np.cumsum(lr)), dtype=np.float64)
+    return np.asarray(np.exp(np.minimum(np.cumsum(lr), LOG_CAP)), dtype=np.float64)
 
 
 def poisson_upper_bound(events: float, exposure: float, alpha: float = BOUND_ALPHA) -> float:
@@ -157,7 +159,7 @@ def poisson_healthy_eprocess(
         return np.ones(len(c))
     good_rate = max(good_rate, 1e-12)
     lr = x * math.log(good_rate / bad_rate) - (good_rate - bad_rate) * c
-    return np.asarray(np.exp(np.cumsum(lr)), dtype=np.float64)
+    return np.asarray(np.exp(np.minimum(np.cumsum(lr), LOG_CAP)), dtype=np.float64)
 
 
 def first_crossing(evalues: Array, threshold: float) -> int | None:

@@ -302,7 +302,7 @@ def _quantile_value(bucket: int) -> float:
 
 
 def _rate(events: float, calls: float) -> float:
-    return events / calls if calls else 0.0
+    return float(events / calls) if calls else 0.0
 
 
 def _fmt_pct(x: float) -> str:
