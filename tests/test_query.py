@@ -395,6 +395,24 @@ def test_sql_filters_on_day_and_time_prune_files_and_row_groups(lake: Lake) -> N
     assert groups == 1
 
 
+def test_pruning_after_compaction(tmp_path: Path) -> None:
+    # Compaction records nanosecond statistics (the writer milliseconds); times here are not
+    # whole microseconds.
+    with LakeWriter(tmp_path, background=False, durability="os") as w:
+        for day in (DAY1, DAY2):
+            for part in range(3):
+                payload, _ = shop_request(part * 10, 10, ns(day) + 123, SPACING, seed=day.day)
+                w.ingest_traces(payload)
+                w.flush()
+    assert compact_table(DeltaTable(str(tmp_path / "spans")), min_files=2) == 6
+    with aftershock.open(tmp_path) as lake:
+        (day2,) = lake.files("spans", since=DAY2)
+        assert "day=2026-11-28" in day2
+        assert lake.files("spans", since=DAY2 + dt.timedelta(hours=2)) == []
+        got = lake.spans(since=DAY2 + dt.timedelta(minutes=10)).collect().height
+        assert got == SPANS_PER_TRACE * 10
+
+
 def test_trace_reads_only_files_whose_trace_id_range_holds_it(
     lake: Lake, shop: tuple[Path, list[TraceTruth]]
 ) -> None:

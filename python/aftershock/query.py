@@ -18,8 +18,10 @@ records; inside the files, row groups are pruned by their Parquet statistics.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,14 @@ VIEWS: tuple[str, ...] = ("spans", "logs", "rollups", "markers")
 TIME_COLUMN = {"spans": "start_time", "logs": "time", "rollups": "minute", "markers": "time"}
 #: Delta statistics of timestamps are written with millisecond precision (truncated); file
 #: pruning widens each file's range by this much so that it never drops a matching row.
-STATS_SLACK = dt.timedelta(seconds=1)
+STATS_SLACK_NS = 1_000_000_000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+DELTA_LOG = "_delta_log"
+#: A commit adds a file to ``_delta_log``, which changes the directory's mtime: while that
+#: mtime is unchanged, refresh skips the table. The mtime clock is coarse (a few ms), so a
+#: second commit in the same tick would not change it; an mtime is trusted only once it is
+#: this old.
+MTIME_SETTLED_NS = 1_000_000_000
 #: Quantiles `Lake.latency` reports unless told otherwise.
 DEFAULT_QUANTILES = (0.5, 0.95, 0.99)
 
@@ -96,9 +105,10 @@ class DataFile:
     uri: str
     rows: int
     day: dt.date | None
-    #: min/max of the table's time column (millisecond precision), None when not recorded.
-    min_time: dt.datetime | None
-    max_time: dt.datetime | None
+    #: min/max of the table's time column in ns since the epoch (None when not recorded);
+    #: the writer records milliseconds, compaction nanoseconds.
+    min_time_ns: int | None
+    max_time_ns: int | None
     #: min/max ``trace_id`` (spans and logs), None when not recorded.
     min_trace: str | None = None
     max_trace: str | None = None
@@ -108,12 +118,12 @@ class DataFile:
         if since is not None:
             if self.day is not None and self.day < since.date():
                 return False
-            if self.max_time is not None and self.max_time + STATS_SLACK < since:
+            if self.max_time_ns is not None and self.max_time_ns + STATS_SLACK_NS < _ns(since):
                 return False
         if until is not None:
             if self.day is not None and self.day > until.date():
                 return False
-            if self.min_time is not None and self.min_time - STATS_SLACK >= until:
+            if self.min_time_ns is not None and self.min_time_ns - STATS_SLACK_NS >= _ns(until):
                 return False
         return True
 
@@ -122,6 +132,10 @@ class DataFile:
         if self.min_trace is None or self.max_trace is None:
             return True
         return self.min_trace <= trace_id <= self.max_trace
+
+
+def _ns(t: dt.datetime) -> int:
+    return (t - EPOCH) // dt.timedelta(microseconds=1) * 1000
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,13 @@ class TableSnapshot:
 
 
 def _column(actions: pa.Table, name: str, n: int) -> list[Any]:
-    return actions.column(name).to_pylist() if name in actions.column_names else [None] * n
+    """A column of the add actions as Python values; timestamps as integer nanoseconds."""
+    if name not in actions.column_names:
+        return [None] * n
+    col = actions.column(name)
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("ns", col.type.tz)).cast(pa.int64())
+    return list(col.to_pylist())
 
 
 def _snapshot(name: str, table: DeltaTable | None) -> TableSnapshot:
@@ -156,8 +176,8 @@ def _snapshot(name: str, table: DeltaTable | None) -> TableSnapshot:
             uri=f"{base}/{unquote(path)}",
             rows=rows or 0,
             day=day,
-            min_time=lo,
-            max_time=hi,
+            min_time_ns=lo,
+            max_time_ns=hi,
             min_trace=tlo,
             max_trace=thi,
         )
@@ -442,6 +462,7 @@ class Lake:
             raise LakeNotFoundError(f"no aftershock data directory at {str(self.path)!r}")
         self._lock = threading.RLock()
         self._tables: dict[str, DeltaTable | None] = dict.fromkeys(VIEWS)
+        self._log_mtimes: dict[str, int | None] = {}
         self._snapshots: dict[str, TableSnapshot] = {}
         self._con = connect()
         self._views_key: tuple[Any, ...] | None = None
@@ -457,6 +478,15 @@ class Lake:
             for name in VIEWS:
                 table = self._tables[name]
                 uri = str(self.path / name)
+                try:
+                    # Taken before reading the log, so a commit landing meanwhile is seen next.
+                    log_mtime = os.stat(self.path / name / DELTA_LOG).st_mtime_ns
+                except FileNotFoundError:
+                    log_mtime = None
+                settled = log_mtime is not None and time.time_ns() - log_mtime > MTIME_SETTLED_NS
+                if table is not None and settled and log_mtime == self._log_mtimes.get(name):
+                    continue  # no commit since the last refresh
+                self._log_mtimes[name] = log_mtime
                 if table is None:
                     if not DeltaTable.is_deltatable(uri):
                         self._snapshots[name] = _snapshot(name, None)
