@@ -293,7 +293,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-@dataclass
+@dataclass(eq=False)
 class SpanNode:
     """One span of a trace tree. Times are nanoseconds since the epoch."""
 
@@ -325,7 +325,7 @@ class SpanNode:
         return self.start_ns + self.duration_ns
 
 
-@dataclass
+@dataclass(eq=False)
 class Trace:
     """A trace as a tree: ``roots`` (spans without a parent in the trace, earliest first),
     ``spans`` in depth-first order, and the span its error originated in.
@@ -423,11 +423,11 @@ def build_trace(trace_id: str, nodes: Sequence[SpanNode]) -> Trace:
     seen: set[str] = set()
     # Iterative depth-first walk; spans caught in a parent cycle are unreachable from any
     # root and become roots themselves.
-    pending = [r for r in unique if r in roots] + [n for n in unique if n not in roots]
-    for top in pending:
+    root_ids = {r.span_id for r in roots}
+    for top in roots + [n for n in unique if n.span_id not in root_ids]:
         if top.span_id in seen:
             continue
-        if top not in roots:
+        if top.span_id not in root_ids:
             roots.append(top)
         stack = [(top, 0)]
         while stack:
