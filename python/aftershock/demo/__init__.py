@@ -7,6 +7,6 @@ and prints the verdicts.
 
 from __future__ import annotations
 
-from aftershock.demo.shop import Deploy, Fault, RunStats, Scenario, ServiceFleet, Shop
+from aftershock.demo.shop import Deploy, Fault, Incident, RunStats, Scenario, ServiceFleet, Shop
 
-__all__ = ["Deploy", "Fault", "RunStats", "Scenario", "ServiceFleet", "Shop"]
+__all__ = ["Deploy", "Fault", "Incident", "RunStats", "Scenario", "ServiceFleet", "Shop"]
