@@ -286,8 +286,14 @@ def _simulate(data: Path, seed: int, scenario: Scenario) -> tuple[RunStats, floa
 def run(args: argparse.Namespace) -> int:
     """Runs the demo and prints what aftershock found."""
     data = Path(args.data)
+    try:
+        from aftershock.demo.shop import Scenario
+    except ImportError as e:  # the SDK is a test/demo dependency, not a runtime one
+        raise CliError(
+            f"the demo needs the OpenTelemetry SDK ({e.name} is missing): pip install"
+            " opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc"
+        ) from None
     replaced = prepare_data_dir(data)
-    from aftershock.demo.shop import Scenario
     from aftershock.deploys import connect, deploy_verdicts
 
     scenario = Scenario.default()
