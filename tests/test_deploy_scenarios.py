@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -142,9 +142,9 @@ class Shop:
                 attrs = {k: str(self.rng.choice(v)) for k, v in (attributes or {}).items()}
                 labels = attrs | {"span.name": name}
                 error = None
-                if failing and all(labels.get(k) == v for k, v in failing.items()):
-                    if self.rng.random() < failing_rate:
-                        error = "PaymentDeclined"
+                matches = failing and all(labels.get(k) == v for k, v in failing.items())
+                if matches and self.rng.random() < failing_rate:
+                    error = "PaymentDeclined"
                 if error is None and self.rng.random() < error_rate:
                     error = "TimeoutError"
                 down_fail = downstream_fails_from is not None and m >= downstream_fails_from
@@ -288,9 +288,7 @@ def aftershock_cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_deploys_cli_json_is_the_verdicts(
-    lake: Path, verdicts: dict[str, dict[str, Any]]
-) -> None:
+def test_deploys_cli_json_is_the_verdicts(lake: Path, verdicts: dict[str, dict[str, Any]]) -> None:
     out = aftershock_cli("deploys", "--data", str(lake), "--json")
     assert out.returncode == 0, out.stderr
     assert {v["service"]: v for v in json.loads(out.stdout)} == verdicts
@@ -312,7 +310,7 @@ def test_report_writes_html_and_png(lake: Path, tmp_path: Path) -> None:
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -105,6 +105,7 @@ def instance_windows(
         ).fetchall()
         for svc, env, ver, inst, first, last, n in rows:
             out[(svc, env)].append(InstanceWindow(ver, inst, first, last, n))
+    from_spans = set(out)
     if _table_exists(con, "rollups"):
         rows = con.execute(
             f"""select service_name, deployment_environment, service_version,
@@ -114,7 +115,7 @@ def instance_windows(
             params,
         ).fetchall()
         for svc, env, ver, first, last, n in rows:
-            if (svc, env) not in out:  # spans are finer; rollups only fill in
+            if (svc, env) not in from_spans:  # spans are finer; rollups only fill in
                 out[(svc, env)].append(InstanceWindow(ver, None, first, last, int(n)))
     return dict(out)
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 
 from aftershock.deploys import attribution, blame, evidence
 from aftershock.deploys.detect import MINUTE_NS, STOPPED_AFTER_NS, Deploy, detect_deploys
@@ -50,12 +50,6 @@ LATENCY_QUANTILES = (0.5, 0.9, 0.99)
 #: The quantile whose slow-call share decides "healthy" on latency.
 HEALTHY_QUANTILE_INDEX = 1
 ALL = "*"
-
-
-def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[Any]:
-    """Runs ``sql`` with those of ``params`` it names (DuckDB rejects extra ones)."""
-    used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
-    return con.execute(sql, used).fetchall()
 
 
 def _ts(param: str) -> str:
@@ -126,57 +120,171 @@ class _Test:
     """A family of e-processes over the post-deploy minutes."""
 
     evalue: Array
-    split_part: Array
     per_span: dict[str, Array]
+    family: dict[str, _Series]
+    post: npt.NDArray[np.bool_]
+
+    def split_only(self) -> Array:
+        """The same family with the split design alone (both versions serving): what a
+        canary shows regardless of anything that changed for both versions at once."""
+        per = {
+            n: evidence.split_eprocess(s.cc[self.post], s.ce[self.post], s.bc[self.post],
+                                       s.be[self.post])
+            for n, s in self.family.items()
+        }  # fmt: skip
+        return _combine(per)
+
+
+def _combine(per: dict[str, Array]) -> Array:
+    """Half on all entry spans together, half on the mean of the per-span-name tests."""
+    names = [n for n in per if n != ALL] or [ALL]
+    return np.asarray(
+        0.5 * per[ALL] + 0.5 * np.mean([per[n] for n in names], axis=0), dtype=np.float64
+    )
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One window to fetch: the candidate is ``version``, or with no version (a service
+    that did not deploy, for downstream checks) everything from ``start`` on."""
+
+    idx: int
+    service: str
+    environment: str | None
+    version: str | None
+    start: int
+    since: int
+    until: int
+
+
+_CAND = f"""case when w.version is null then r.minute >= {_ts("w.start")}
+                 else r.service_version is not distinct from w.version end"""
+
+
+def _register_specs(con: duckdb.DuckDBPyConnection, specs: list[_Spec]) -> str:
+    import pyarrow as pa
+
+    name = "_aftershock_specs"
+    con.register(
+        name,
+        pa.table(
+            {
+                "idx": pa.array([x.idx for x in specs], pa.int64()),
+                "service": pa.array([x.service for x in specs], pa.string()),
+                "env": pa.array([x.environment for x in specs], pa.string()),
+                "version": pa.array([x.version for x in specs], pa.string()),
+                "start": pa.array([x.start for x in specs], pa.int64()),
+                "since": pa.array([x.since for x in specs], pa.int64()),
+                "until": pa.array([x.until for x in specs], pa.int64()),
+            }
+        ),
+    )
+    return name
+
+
+def _join(table: str, specs: str) -> str:
+    return f"""{table} r join {specs} w
+        on r.service_name = w.service and r.deployment_environment is not distinct from w.env
+        where r.minute >= {_ts("w.since")} and r.minute < {_ts("w.until")}"""
+
+
+def _group(rows: list[Any]) -> dict[int, list[Any]]:
+    out: dict[int, list[Any]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(row[1:])
+    return out
+
+
+def _fetch_rollups(
+    con: duckdb.DuckDBPyConnection, table: str, specs: list[_Spec]
+) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    """For every window at once: calls per minute, candidate flag, span name and kind; and
+    the baseline's latency histogram per span name and kind, before the start or not."""
+    if not specs:
+        return {}, {}
+    name = _register_specs(con, specs)
+    try:
+        calls = con.execute(
+            f"""select w.idx, epoch_ns(r.minute), {_CAND}, r.span_name, r.span_kind,
+                       sum(r.calls)
+                from {_join(table, name)} group by all"""
+        ).fetchall()
+        hist = con.execute(
+            f"""select idx, span_name, span_kind, pre, e.bucket, sum(e.count) from (
+                    select w.idx, r.span_name, r.span_kind, r.minute < {_ts("w.start")} as pre,
+                           unnest(r.latency_sketch) as e
+                    from {_join(table, name)} and not ({_CAND}))
+                group by all order by all"""
+        ).fetchall()
+    finally:
+        con.unregister(name)
+    return _group(calls), _group(hist)
+
+
+def _fetch_slow(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    specs: list[_Spec],
+    thresholds: dict[int, dict[str, list[int]]],
+) -> dict[int, list[Any]]:
+    """For every window at once: calls slower than each latency threshold, per minute."""
+    import pyarrow as pa
+
+    th = [
+        (idx, n, qi, b)
+        for idx, by_name in thresholds.items()
+        for n, buckets in by_name.items()
+        for qi, b in enumerate(buckets)
+    ]
+    if not th:
+        return {}
+    name = _register_specs(con, specs)
+    con.register(
+        "_aftershock_th",
+        pa.table(
+            {
+                "idx": pa.array([t[0] for t in th], pa.int64()),
+                "span_name": pa.array([t[1] for t in th], pa.string()),
+                "qi": pa.array([t[2] for t in th], pa.int32()),
+                "b": pa.array([t[3] for t in th], pa.int32()),
+            }
+        ),
+    )
+    try:
+        rows = con.execute(
+            f"""select w.idx, epoch_ns(r.minute), {_CAND}, r.span_name, r.span_kind, th.qi,
+                       sum(list_sum(list_transform(
+                           list_filter(r.latency_sketch, lambda e: e.bucket > th.b),
+                           lambda e: e.count)))
+                from {table} r
+                join {name} w on r.service_name = w.service
+                             and r.deployment_environment is not distinct from w.env
+                join _aftershock_th th on th.idx = w.idx and th.span_name = r.span_name
+                where r.minute >= {_ts("w.since")} and r.minute < {_ts("w.until")}
+                group by all"""
+        ).fetchall()
+    finally:
+        con.unregister(name)
+        con.unregister("_aftershock_th")
+    return _group(rows)
 
 
 class _Window:
     """The minutes around one deploy, and the rollup counts in them."""
 
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        service: str,
-        environment: str | None,
-        start: int,
-        since: int,
-        until: int,
-        version: str | None,
-    ) -> None:
-        self.con, self.service, self.environment = con, service, environment
-        self.start_min = start - start % MINUTE_NS
-        self.since = min(since - since % MINUTE_NS, self.start_min)
-        self.until = max(until, self.start_min + MINUTE_NS)
+    def __init__(self, spec: _Spec, calls: list[Any], hist: list[Any]) -> None:
+        self.spec = spec
+        self.start_min = spec.start
+        self.since, self.until = spec.since, spec.until
         self.minutes = np.arange(self.since, self.until, MINUTE_NS, dtype=np.int64)
         self.pre = self.minutes < self.start_min
         self.post = ~self.pre
-        # The candidate: the new version's rows, or for a service that did not deploy
-        # (downstream checks), everything after the start.
-        if version is None:
-            self.cand_sql = f"minute >= {_ts('$start')}"
-            self.params: dict[str, Any] = {"start": self.start_min}
-        else:
-            self.cand_sql = "service_version is not distinct from $ver"
-            self.params = {"ver": version}
-        self.params |= {"svc": service, "env": environment, "w0": self.since, "w1": self.until}
-        kinds = {
-            r[0]
-            for r in _run(
-                con, f"select distinct span_kind from rollups where {self._where()}", self.params
-            )
-        }
-        entry = [k for k in blame.ENTRY_KINDS if k in kinds]
+        present = {row[3] for row in calls}
+        entry = [k for k in blame.ENTRY_KINDS if k in present]
         self.all_kinds = not entry
-        self.kinds = entry or sorted(kinds)
-
-    def _where(self) -> str:
-        return (
-            "service_name = $svc and deployment_environment is not distinct from $env"
-            f" and minute >= {_ts('$w0')} and minute < {_ts('$w1')}"
-        )
-
-    def _kind_filter(self) -> str:
-        return "span_kind in (" + ", ".join(f"'{k}'" for k in self.kinds) + ")"
+        self.kinds = entry or sorted(present)
+        self._calls = [r for r in calls if r[3] in self.kinds]
+        self._hist = [r for r in hist if r[1] in self.kinds]
 
     def _index(self, ns: int) -> int:
         return (ns - self.since) // MINUTE_NS
@@ -184,79 +292,57 @@ class _Window:
     def _zeros(self) -> Array:
         return np.zeros(len(self.minutes))
 
+    def _add(
+        self, out: dict[str, tuple[Array, Array]], key: str, cand: bool, i: int, n: int
+    ) -> None:
+        if key not in out:
+            out[key] = (self._zeros(), self._zeros())
+        out[key][0 if cand else 1][i] += n
+
     def calls(self) -> dict[str, tuple[Array, Array]]:
         """Calls per span name (and ``*``): candidate and baseline arrays."""
         out: dict[str, tuple[Array, Array]] = {ALL: (self._zeros(), self._zeros())}
-        rows = _run(
-            self.con,
-            f"""select epoch_ns(minute), {self.cand_sql}, span_name, sum(calls)
-                from rollups where {self._where()} and {self._kind_filter()} group by all""",
-            self.params,
-        )
-        for m, cand, name, n in rows:
-            for key in (ALL, name):
-                arrays = out.setdefault(key, (self._zeros(), self._zeros()))
-                arrays[0 if cand else 1][self._index(m)] += n
+        for m, cand, name, _kind, n in self._calls:
+            i = self._index(m)
+            self._add(out, ALL, cand, i, n)
+            self._add(out, name, cand, i, n)
         return out
 
     def thresholds(self) -> dict[str, list[int]]:
         """Per span name, the sketch buckets of the baseline's latency quantiles, from
         before the deploy (or, without such data, from the baseline alongside it)."""
+        hist: dict[str, dict[bool, dict[int, int]]] = {}
+        for name, _kind, pre, b, n in self._hist:
+            for when in (True, False) if pre else (False,):
+                h = hist.setdefault(name, {}).setdefault(when, {})
+                h[b] = h.get(b, 0) + int(n)
         out: dict[str, list[int]] = {}
-        for when in (f"minute < {_ts('$start_min')}", "true"):
-            rows = _run(
-                self.con,
-                f"""select span_name, e.bucket, sum(e.count) from (
-                        select span_name, unnest(latency_sketch) as e from rollups
-                        where {self._where()} and {self._kind_filter()}
-                          and not ({self.cand_sql}) and {when})
-                    group by all order by 1, 2""",
-                self.params | {"start_min": self.start_min},
-            )
-            hist: dict[str, list[tuple[int, int]]] = {}
-            for name, b, n in rows:
-                hist.setdefault(name, []).append((b, int(n)))
-            for name, entries in hist.items():
-                if name in out:
-                    continue
-                total = sum(n for _, n in entries)
-                buckets = []
-                for q in LATENCY_QUANTILES:
-                    seen = 0
-                    for b, n in entries:
-                        seen += n
-                        if seen > q * (total - 1):
-                            buckets.append(b)
-                            break
-                out[name] = buckets
+        for name, by_pre in hist.items():
+            entries = sorted((by_pre.get(True) or by_pre.get(False) or {}).items())
+            total = sum(n for _, n in entries)
+            buckets = []
+            for q in LATENCY_QUANTILES:
+                seen = 0
+                for b, n in entries:
+                    seen += n
+                    if seen > q * (total - 1):
+                        buckets.append(b)
+                        break
+            out[name] = buckets
         return out
 
-    def slow(self, thresholds: dict[str, list[int]]) -> list[dict[str, tuple[Array, Array]]]:
+    def slow(self, rows: list[Any]) -> list[dict[str, tuple[Array, Array]]]:
         """Per latency quantile: calls slower than the baseline's quantile, per span name."""
         out: list[dict[str, tuple[Array, Array]]] = [
             {ALL: (self._zeros(), self._zeros())} for _ in LATENCY_QUANTILES
         ]
-        names = [n for n in thresholds for _ in LATENCY_QUANTILES]
-        qis = [i for _ in thresholds for i in range(len(LATENCY_QUANTILES))]
-        buckets = [b for n in thresholds for b in thresholds[n]]
-        if not names:
-            return out
-        rows = _run(
-            self.con,
-            f"""with th as (select unnest($names::varchar[]) as span_name,
-                                   unnest($qis::int[]) as qi, unnest($bs::int[]) as b)
-                select epoch_ns(r.minute), {self.cand_sql}, r.span_name, th.qi,
-                       sum(list_sum(list_transform(
-                           list_filter(r.latency_sketch, lambda e: e.bucket > th.b),
-                           lambda e: e.count)))
-                from rollups r join th using (span_name)
-                where {self._where()} and {self._kind_filter()} group by all""",
-            self.params | {"names": names, "qis": qis, "bs": buckets},
-        )
-        for m, cand, name, qi, n in rows:
-            for key in (ALL, name):
-                arrays = out[qi].setdefault(key, (self._zeros(), self._zeros()))
-                arrays[0 if cand else 1][self._index(m)] += n or 0
+        sums: dict[tuple[int, str, bool, int], int] = {}
+        for m, cand, name, kind, qi, n in rows:
+            if kind in self.kinds and n:
+                for key in ((qi, ALL, cand, m), (qi, name, cand, m)):
+                    sums[key] = sums.get(key, 0) + n
+        for (qi, name, cand, m), n in sums.items():
+            self._add(out[qi], name, cand, self._index(m), n)
         return out
 
     def series(
@@ -276,24 +362,12 @@ class _Window:
         for candidate-only minutes, over all spans and per span name."""
         post = self.post
         per: dict[str, Array] = {}
-        split_per: dict[str, Array] = {}
         for name, s in family.items():
-            split = evidence.split_eprocess(s.cc[post], s.ce[post], s.bc[post], s.be[post])
+            args = (s.cc[post], s.ce[post], s.bc[post], s.be[post])
             bound = evidence.poisson_upper_bound(s.be[self.pre].sum(), s.bc[self.pre].sum())
-            only = s.bc[post] == 0
-            ba = evidence.poisson_eprocess(
-                np.where(only, s.cc[post], 0), np.where(only, s.ce[post], 0), bound
-            )
-            per[name] = 0.5 * split + 0.5 * ba
-            split_per[name] = 0.5 * split
+            per[name] = evidence.combined_eprocess(*args, bound)
         names = [n for n in per if n != ALL] or [ALL]
-
-        def combine(d: dict[str, Array]) -> Array:
-            return np.asarray(
-                0.5 * d[ALL] + 0.5 * np.mean([d[n] for n in names], axis=0), dtype=np.float64
-            )
-
-        return _Test(combine(per), combine(split_per), {n: per[n] for n in names})
+        return _Test(_combine(per), {n: per[n] for n in names}, family, post)
 
 
 def _quantile_value(bucket: int) -> float:
@@ -313,35 +387,144 @@ def _fmt_ms(ns: float) -> str:
     return f"{ns / 1e6:.3g} ms"
 
 
+def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping ``[since, until)`` intervals merged, sorted."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+@dataclass
+class _Sources:
+    """Where an evaluation reads: the rows of every deploy's window, fetched once."""
+
+    rollups: str
+    errors: str
+    first_seen: dict[tuple[str, str | None], dict[str, int]]
+
+
+def _window(d: Deploy, since: int) -> tuple[int, int]:
+    return max(since, d.started_at - PRE_WINDOW_NS), min(d.started_at + HORIZON_NS, d.data_end + 1)
+
+
+def _prefetch(
+    con: duckdb.DuckDBPyConnection, windows: list[tuple[Deploy, int]], service: str | None
+) -> _Sources:
+    """Copies the rollups and error spans of the deploys' windows into temp tables, so each
+    deploy's queries scan a few thousand rows instead of the whole retention."""
+    import pyarrow as pa
+
+    margin = 10 * MINUTE_NS
+    by_key: dict[tuple[str, str | None], list[tuple[int, int]]] = {}
+    for d, since in windows:
+        by_key.setdefault((d.service, d.environment), []).append(_window(d, since))
+    keyed = [(k, iv) for k, ivs in by_key.items() for iv in _merge(ivs)]
+    anywhere = _merge([(a - margin, b + margin) for _, (a, b) in keyed])
+    con.register(
+        "_aftershock_windows",
+        pa.table(
+            {
+                "service": [k[0] for k, _ in keyed],
+                "env": pa.array([k[1] for k, _ in keyed], pa.string()),
+                "since": pa.array([a for _, (a, _) in keyed], pa.int64()),
+                "until": pa.array([b for _, (_, b) in keyed], pa.int64()),
+            }
+        ),
+    )
+    con.register(
+        "_aftershock_times",
+        pa.table(
+            {
+                "since": pa.array([a for a, _ in anywhere], pa.int64()),
+                "until": pa.array([b for _, b in anywhere], pa.int64()),
+            }
+        ),
+    )
+    # Windows are merged per service (and across services for spans), so joins copy each
+    # row at most once.
+    con.execute(
+        f"""create or replace temp table _aftershock_rollups as
+            select r.* from rollups r join _aftershock_windows w
+              on r.service_name = w.service
+             and r.deployment_environment is not distinct from w.env
+            where r.minute >= {_ts("w.since")} and r.minute < {_ts("w.until")}"""
+    )
+    con.execute(
+        f"""create or replace temp table _aftershock_errors as
+            select s.* from spans s join _aftershock_times w
+              on s.start_time >= {_ts("w.since")} and s.start_time < {_ts("w.until")}
+            where s.status_code = 'ERROR'"""
+    )
+    con.unregister("_aftershock_times")
+    con.unregister("_aftershock_windows")
+    return _Sources(
+        "_aftershock_rollups", "_aftershock_errors", blame.error_types_first_seen(con, service)
+    )
+
+
+def _spec(idx: int, d: Deploy, since: int, version: str | None) -> _Spec:
+    """The minute-aligned window of deploy ``d`` (baseline from ``since``)."""
+    since, until = _window(d, since)
+    start = d.started_at - d.started_at % MINUTE_NS
+    return _Spec(
+        idx,
+        d.service,
+        d.environment,
+        version,
+        start,
+        min(since - since % MINUTE_NS, start),
+        max(until, start + MINUTE_NS),
+    )
+
+
+def _prepare(
+    con: duckdb.DuckDBPyConnection, table: str, specs: list[_Spec]
+) -> dict[int, tuple[_Window, list[Any]]]:
+    """Every window with its latency thresholds applied: four queries for all of them."""
+    calls, hist = _fetch_rollups(con, table, specs)
+    windows = {x.idx: _Window(x, calls.get(x.idx, []), hist.get(x.idx, [])) for x in specs}
+    slow = _fetch_slow(con, table, specs, {i: w.thresholds() for i, w in windows.items()})
+    return {i: (w, slow.get(i, [])) for i, w in windows.items()}
+
+
 class _Evaluation:
     """Everything computed for one deploy; ``verdict()`` assembles the result."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, d: Deploy, since: int) -> None:
-        self.con, self.d = con, d
-        until = min(d.started_at + HORIZON_NS, d.data_end + 1)
-        self.w = _Window(con, d.service, d.environment, d.started_at, since, until, d.version)
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        d: Deploy,
+        window: tuple[_Window, list[Any]],
+        errors: list[blame.ErrorSpan],
+        first_seen: dict[str, int],
+    ) -> None:
+        self.con, self.d, self.first_seen = con, d, first_seen
+        self.w, slow_rows = window
+        until = self.w.until
         self.calls = self.w.calls()
-        self.errors = blame.error_spans(con, d.service, d.environment, self.w.since, until)
+        self.errors = errors
         own: dict[str, tuple[Array, Array]] = {ALL: (self.w._zeros(), self.w._zeros())}
         for e in self.errors:
             if e.own and (e.entry or self.w.all_kinds) and self.w.since <= e.minute < until:
-                for key in (ALL, e.span_name):
-                    arrays = own.setdefault(key, (self.w._zeros(), self.w._zeros()))
-                    arrays[0 if e.version == d.version else 1][self.w._index(e.minute)] += 1
+                self.w._add(own, ALL, e.version == d.version, self.w._index(e.minute), 1)
+                self.w._add(own, e.span_name, e.version == d.version, self.w._index(e.minute), 1)
         self.err_family = self.w.series(self.calls, own)
         self.err = self.w.test(self.err_family)
         self.thresholds = self.w.thresholds()
-        self.lat_families = [self.w.series(self.calls, s) for s in self.w.slow(self.thresholds)]
+        self.lat_families = [self.w.series(self.calls, s) for s in self.w.slow(slow_rows)]
         lat_tests = [self.w.test(f) for f in self.lat_families]
         self.lat_tests = lat_tests
         self.lat = np.mean([t.evalue for t in lat_tests], axis=0)
-        self.lat_split = np.mean([t.split_part for t in lat_tests], axis=0)
         self.new, self.new_types = self._new_errors()
 
     def _new_errors(self) -> tuple[Array, dict[str, int]]:
         d, w = self.d, self.w
         post_minutes = w.minutes[w.post]
-        seen = blame.seen_error_types(self.con, d.service, d.environment, w.start_min)
+        seen = {kind for kind, t in self.first_seen.items() if t < w.start_min}
         base_after = {e.kind for e in self.errors if e.version != d.version and e.kind}
         s = self.err_family[ALL]
         cand_cum = np.cumsum(s.cc[w.post])
@@ -392,11 +575,13 @@ class _Evaluation:
         )
         limit = max(ERROR_TOLERANCE * p_base, p_base + ERROR_MARGIN)
         cum_c, cum_e = np.cumsum(s.cc[post]), np.cumsum(s.ce[post])
+        # The candidate's 95% upper bound is within the limit: P(X <= e | limit) <= 5%.
         ucb_ok = np.array(
             [
-                evidence.poisson_upper_bound(e, c, 0.05) <= limit
+                c > 0 and evidence.poisson_cdf(e, limit * c) <= 0.05
                 for c, e in zip(cum_c, cum_e, strict=True)
-            ]
+            ],
+            dtype=bool,
         )
         err_ok = (err_h >= HEALTHY_EVIDENCE) | ucb_ok
         lat = self.lat_families[HEALTHY_QUANTILE_INDEX].get(ALL)
@@ -435,16 +620,17 @@ class _Evaluation:
         """A downstream service whose own latency shifted at the deploy, if any."""
         d, w = self.d, self.w
         threshold = 1 / ALPHA_LATENCY
-        for other in blame.downstream_services(
-            self.con, d.service, d.environment, w.since, w.until
-        ):
-            ow = _Window(self.con, other, d.environment, d.started_at, w.since, w.until, None)
+        others = blame.downstream_services(self.con, d.service, d.environment, w.since, w.until)
+        specs = [
+            _Spec(i, other, d.environment, None, w.start_min, w.since, w.until)
+            for i, other in enumerate(others)
+        ]
+        for i, (ow, slow_rows) in _prepare(self.con, "rollups", specs).items():
             calls = ow.calls()
-            th = ow.thresholds()
-            tests = [ow.test(ow.series(calls, s)) for s in ow.slow(th)]
+            tests = [ow.test(ow.series(calls, s)) for s in ow.slow(slow_rows)]
             e = np.mean([t.evalue for t in tests], axis=0)
             if len(e) and e.max() >= threshold:
-                return other
+                return others[i]
         return None
 
     def verdict(self) -> Verdict:
@@ -466,7 +652,8 @@ class _Evaluation:
         i = evidence.first_crossing(self.lat, 1 / ALPHA_LATENCY)
         blamed = None
         if i is not None:
-            split_alone = evidence.first_crossing(self.lat_split, 1 / ALPHA_LATENCY)
+            lat_split = np.mean([t.split_only() for t in self.lat_tests], axis=0)
+            split_alone = evidence.first_crossing(lat_split, 1 / ALPHA_LATENCY)
             if split_alone is None:
                 blamed = self._downstream_latency()
             if blamed is None:
@@ -650,8 +837,29 @@ def _describe(sig: dict[str, Any]) -> str:
 
 def evaluate(con: duckdb.DuckDBPyConnection, d: Deploy, since: int | None = None) -> Verdict:
     """The verdict on deploy ``d``; ``since`` bounds the baseline window before it."""
-    start = since if since is not None else d.started_at - PRE_WINDOW_NS
-    return _Evaluation(con, d, max(start, d.started_at - PRE_WINDOW_NS)).verdict()
+    start = d.started_at - PRE_WINDOW_NS if since is None else since
+    return _judge(con, [(d, start)], d.service)[0]
+
+
+def _judge(
+    con: duckdb.DuckDBPyConnection, windows: list[tuple[Deploy, int]], service: str | None
+) -> list[Verdict]:
+    src = _prefetch(con, windows, service)
+    specs = [_spec(i, d, since, d.version) for i, (d, since) in enumerate(windows)]
+    prepared = _prepare(con, src.rollups, specs)
+    errors = blame.error_spans(
+        con, [(x.idx, x.service, x.environment, x.since, x.until) for x in specs], src.errors
+    )
+    return [
+        _Evaluation(
+            con,
+            d,
+            prepared[i],
+            errors.get(i, []),
+            src.first_seen.get((d.service, d.environment), {}),
+        ).verdict()
+        for i, (d, _) in enumerate(windows)
+    ]
 
 
 def deploy_verdicts(con: duckdb.DuckDBPyConnection, service: str | None = None) -> list[Verdict]:
@@ -660,15 +868,15 @@ def deploy_verdicts(con: duckdb.DuckDBPyConnection, service: str | None = None) 
     The baseline window of a deploy starts no earlier than the previous deploy of the same
     service and environment, so one rollout is never the baseline of the next.
     """
-    out = []
+    windows: list[tuple[Deploy, int]] = []
     last: dict[tuple[str, str | None], Deploy] = {}
     for d in detect_deploys(con, service):
         key = (d.service, d.environment)
         prev = last.get(key)
-        since = None
+        since = d.started_at - PRE_WINDOW_NS
         if prev is not None:
-            since = prev.completed_at if prev.completed_at is not None else prev.started_at
-            since = min(since, d.started_at)
-        out.append(evaluate(con, d, since))
+            bound = prev.completed_at if prev.completed_at is not None else prev.started_at
+            since = max(since, min(bound, d.started_at))
+        windows.append((d, since))
         last[key] = d
-    return out
+    return _judge(con, windows, service) if windows else []
