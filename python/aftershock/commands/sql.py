@@ -118,7 +118,8 @@ def write_text(table: pa.Table, fmt: str, out: IO[str], *, terminal: bool) -> No
     """``table`` as ``fmt`` (table, csv or json) on ``out``, converted batch by batch."""
     if fmt == "table":
         rows = json_rows(table.slice(0, TABLE_MAX_ROWS))
-        print_table(table.column_names, rows, table.num_rows, out, terminal=terminal)
+        numeric = [_is_number(t) for t in table.schema.types]
+        print_table(table.column_names, numeric, rows, table.num_rows, out, terminal=terminal)
         return
     writer = csv.writer(out, lineterminator="\n")
     if fmt == "csv":
@@ -183,8 +184,8 @@ def _scalar(v: Any) -> Any:
         return v.isoformat()
     if isinstance(v, dt.timedelta):
         return v.total_seconds()
-    if isinstance(v, decimal.Decimal):
-        return float(v)
+    if isinstance(v, decimal.Decimal):  # DuckDB's sums are HUGEINT: Arrow decimal128(38, 0)
+        return int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, bytes):
         return base64.b64encode(v).decode()
     if isinstance(v, float) and v != v:  # NaN is not JSON
@@ -211,16 +212,30 @@ def json_rows(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
 def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
+    if isinstance(value, float) and 1e-4 <= abs(value) < 1e15:
+        return f"{value:.4f}".rstrip("0").rstrip(".")  # full precision: csv or json
     text = csv_cell(value)
     text = text if isinstance(text, str) else str(text)
     return text if len(text) <= TABLE_MAX_CELL else text[: TABLE_MAX_CELL - 1] + "…"
 
 
+def _is_number(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+
 def print_table(
-    columns: list[str], rows: list[dict[str, Any]], total: int, out: IO[str], *, terminal: bool
+    columns: list[str],
+    numeric: list[bool],
+    rows: list[dict[str, Any]],
+    total: int,
+    out: IO[str],
+    *,
+    terminal: bool,
 ) -> None:
-    """``rows`` (the first of ``total``) as a rich table; results too wide for the terminal
-    are shown one field a line per row."""
+    """``rows`` (the first of ``total``) as a rich table, numbers right-aligned; results too
+    wide for the terminal are shown one field a line per row."""
     from rich.console import Console
     from rich.table import Table
 
@@ -236,8 +251,10 @@ def print_table(
             console.print(record)
     else:
         grid = Table(show_lines=False)
-        for name in columns:
-            grid.add_column(name, overflow="ellipsis", no_wrap=True)
+        for name, number in zip(columns, numeric, strict=True):
+            grid.add_column(
+                name, overflow="ellipsis", no_wrap=True, justify="right" if number else "left"
+            )
         for row in rows:
             grid.add_row(*(_cell(v) for v in row.values()))
         console.print(grid)
