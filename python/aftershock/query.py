@@ -453,7 +453,8 @@ class Lake:
     """A read-only view of an aftershock data directory. Use :func:`open`.
 
     Thread-safe; the DuckDB connection behind :meth:`sql` is this object's own, and
-    :meth:`duckdb` hands out independent connections.
+    :meth:`duckdb` hands out independent connections. ``files_read`` lists, per view, the data
+    files the last :meth:`sql` or :meth:`trace` call could read: what time-window pruning left.
     """
 
     def __init__(self, path: str | Path) -> None:
