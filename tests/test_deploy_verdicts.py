@@ -254,3 +254,25 @@ def test_healthy_deploys_over_many_seeds_are_never_regressions() -> None:
         s.traffic("checkout", "1.1", range(40, 100), 400, error_rate=0.003, latency_ms=80)
         v = only(deploy_verdicts(s.install()))
         assert v.verdict == "healthy", v.to_json()
+
+
+def test_downstream_latency_after_a_cutover_is_not_blamed_on_it() -> None:
+    s = Synthetic(seed=14)
+    fleet(s, "frontend", "1.0", range(0, 60), latency_ms=50)
+    fleet(s, "frontend", "1.1", range(60, 62), latency_ms=50)
+    # Payment, which frontend calls, slows down two minutes after frontend's cut-over.
+    fleet(s, "frontend", "1.1", range(62, 100), latency_ms=90)
+    fleet(s, "payment", "3.0", range(0, 62), latency_ms=30)
+    fleet(s, "payment", "3.0", range(62, 100), latency_ms=70)
+    con = s.install()
+    # One call from frontend to payment in the window, so the trace links the two services.
+    con.execute(
+        """insert into spans
+           select * replace ('payment' as service_name, '3.0' as service_version,
+                             span_id as parent_span_id, 'ffffffffffffffff' as span_id)
+           from spans where service_name = 'frontend' and service_version = '1.1' limit 1"""
+    )
+    v = only(deploy_verdicts(con), "frontend")
+    assert v.deploy.rollout == "cutover"
+    assert v.verdict != "regression", v.to_json()
+    assert "payment" in v.explanation and "latency" in v.explanation.lower()

@@ -604,7 +604,8 @@ class _Evaluation:
         # Traffic still needed, assuming evidence keeps growing with traffic as it has.
         calls = float(cum_c[-1]) if len(cum_c) else 0.0
         need_err = 0.0 if len(err_ok) == 0 or err_ok[-1] else (float(cum_e[-1]) + 3) / limit
-        lat_log = float(np.log(lat_h[-1])) if len(lat_h) and np.isfinite(lat_h[-1]) else 0.0
+        last = float(lat_h[-1]) if len(lat_h) else 0.0
+        lat_log = math.log(last) if 0 < last < math.inf else 0.0
         need_lat = (
             0.0
             if len(lat_h) and lat_h[-1] >= HEALTHY_EVIDENCE
