@@ -56,11 +56,18 @@ def run(args: argparse.Namespace) -> int:
     lake = open_lake(data)
     if not args.once:
         print(f"watching {data} every {args.interval}", flush=True)
+    import duckdb
+
     while True:
-        lake.refresh()
-        for v in watcher.check(deploy_verdicts(lake.duckdb())):
-            print(f"regression: {v.service} {v.version}: {v.explanation}", flush=True)
+        try:
+            lake.refresh()
+            for v in watcher.check(deploy_verdicts(lake.duckdb())):
+                print(f"regression: {v.service} {v.version}: {v.explanation}", flush=True)
+        except (duckdb.Error, OSError) as e:
+            if args.once:
+                raise CliError(f"could not evaluate deploys: {e}", exit_code=1) from None
+            # A vacuum or compaction can remove files under a snapshot: try again next time.
+            print(f"aftershock watch: {e}; retrying in {args.interval}", file=sys.stderr)
         if args.once:
             return 0
-        sys.stdout.flush()
         time.sleep(interval)

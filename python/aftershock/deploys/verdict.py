@@ -408,7 +408,11 @@ class _Sources:
 
 
 def _window(d: Deploy, since: int) -> tuple[int, int]:
-    return max(since, d.started_at - PRE_WINDOW_NS), min(d.started_at + HORIZON_NS, d.data_end + 1)
+    """The deploy's window: from the baseline's start to the horizon, without the minute
+    the data ends in. That minute is still filling, and its error spans and its rollups
+    are separate Delta commits: one can be ahead of the other."""
+    last_full = d.data_end - d.data_end % MINUTE_NS
+    return max(since, d.started_at - PRE_WINDOW_NS), min(d.started_at + HORIZON_NS, last_full)
 
 
 def _prefetch(
