@@ -562,21 +562,28 @@ class _Evaluation:
         end = int(self.w.minutes[self.w.post][post_index]) + MINUTE_NS
         return min(end, self.d.data_end)
 
-    def _healthy_from(self) -> tuple[int | None, dict[str, float]]:
-        """First post-deploy index where both the error and latency checks pass."""
-        w, s = self.w, self.err_family[ALL]
-        post, pre = w.post, w.pre
+    def _healthy_evalue(self, s: _Series, tolerance: float, margin: float = 0.0) -> Array:
+        """Evidence that the candidate's event rate is below ``tolerance`` times the
+        baseline's (or its rate plus ``margin``): split minutes, then candidate-only ones
+        against the rate before the deploy."""
+        post, pre = self.w.post, self.w.pre
         only = s.bc[post] == 0
         p_pre = _rate(s.be[pre].sum(), s.bc[pre].sum())
-        p_base = _rate(s.be.sum(), s.bc.sum())
-        err_h = evidence.split_healthy_eprocess(
-            s.cc[post], s.ce[post], s.bc[post], s.be[post], ERROR_TOLERANCE
+        return evidence.split_healthy_eprocess(
+            s.cc[post], s.ce[post], s.bc[post], s.be[post], tolerance
         ) * evidence.poisson_healthy_eprocess(
             np.where(only, s.cc[post], 0),
             np.where(only, s.ce[post], 0),
             p_pre,
-            max(ERROR_TOLERANCE * p_pre, p_pre + ERROR_MARGIN),
+            max(tolerance * p_pre, p_pre + margin),
         )
+
+    def _healthy_from(self) -> tuple[int | None, dict[str, float]]:
+        """First post-deploy index where both the error and latency checks pass."""
+        w, s = self.w, self.err_family[ALL]
+        post = w.post
+        p_base = _rate(s.be.sum(), s.bc.sum())
+        err_h = self._healthy_evalue(s, ERROR_TOLERANCE, ERROR_MARGIN)
         limit = max(ERROR_TOLERANCE * p_base, p_base + ERROR_MARGIN)
         cum_c, cum_e = np.cumsum(s.cc[post]), np.cumsum(s.ce[post])
         # The candidate's 95% upper bound is within the limit: P(X <= e | limit) <= 5%.
@@ -592,16 +599,7 @@ class _Evaluation:
         if lat is None or lat.bc.sum() + lat.cc.sum() == 0:
             lat_h = np.full(int(post.sum()), np.inf)
         else:
-            l_only = lat.bc[post] == 0
-            s_pre = _rate(lat.be[pre].sum(), lat.bc[pre].sum())
-            lat_h = evidence.split_healthy_eprocess(
-                lat.cc[post], lat.ce[post], lat.bc[post], lat.be[post], LATENCY_TOLERANCE
-            ) * evidence.poisson_healthy_eprocess(
-                np.where(l_only, lat.cc[post], 0),
-                np.where(l_only, lat.ce[post], 0),
-                s_pre,
-                LATENCY_TOLERANCE * s_pre,
-            )
+            lat_h = self._healthy_evalue(lat, LATENCY_TOLERANCE)
         observed = w.minutes[post] + MINUTE_NS - w.start_min >= MIN_OBSERVE_NS
         ok = err_ok & (lat_h >= HEALTHY_EVIDENCE) & observed & (cum_c > 0)
         idx = np.flatnonzero(ok)
