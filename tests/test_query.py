@@ -17,7 +17,9 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from lake_workload import TAG, trace_request
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from shop_traces import EDGES, MS, SPANS_PER_TRACE, TraceTruth, shop_request
 
@@ -46,7 +48,7 @@ def ns(t: dt.datetime) -> int:
     return int(t.timestamp()) * 1_000_000_000
 
 
-def otlp_json_to_protobuf(path: Path) -> bytes:
+def otlp_json_to_protobuf(path: Path, message: type[Message] = ExportTraceServiceRequest) -> bytes:
     """An OTLP/JSON file as protobuf: OTLP JSON writes ids as hex, protobuf JSON as base64."""
 
     def fix(node: Any) -> Any:
@@ -62,7 +64,7 @@ def otlp_json_to_protobuf(path: Path) -> bytes:
         return node
 
     data = fix(json.loads(path.read_text()))
-    return json_format.ParseDict(data, ExportTraceServiceRequest()).SerializeToString()
+    return json_format.ParseDict(data, message()).SerializeToString()
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,8 @@ def fixtures_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with LakeWriter(data, background=False, durability="os") as w:
         for path in [FIXTURES / "trace.json", *sorted((FIXTURES / "jaeger").glob("*.json"))]:
             assert w.ingest_traces(otlp_json_to_protobuf(path)).rejected == 0, path
+        logs = otlp_json_to_protobuf(FIXTURES / "logs.json", ExportLogsServiceRequest)
+        assert w.ingest_logs(logs).accepted > 0
     return data
 
 
@@ -168,6 +172,18 @@ def test_fixtures_round_trip_through_the_lake(fixtures_lake: Path) -> None:
                           "0000000000000005"]  # fmt: skip
         kinds = lake.spans(service="service-x").select("span_kind").collect()
         assert sorted(kinds["span_kind"]) == ["CLIENT", "CONSUMER", "PRODUCER", "SERVER"]
+
+
+def test_fixture_logs_join_the_span_they_were_written_in(fixtures_lake: Path) -> None:
+    records = json.loads((FIXTURES / "logs.json").read_text())["resourceLogs"][0]
+    n = len(records["scopeLogs"][0]["logRecords"])
+    with aftershock.open(fixtures_lake) as lake:
+        assert lake.logs(service="my.service").collect().height == n
+        joined = lake.sql(
+            "select l.body, l.severity_text, l.log_attributes['int.attribute'] as i,"
+            " s.span_name from logs l join spans s using (trace_id, span_id)"
+        )
+    assert joined.row(0) == ("Example log record", "Information", "10", "I'm a server span")
 
 
 def test_fixture_trace_without_parent_ids_is_a_forest(fixtures_lake: Path) -> None:
