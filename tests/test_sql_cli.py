@@ -185,3 +185,5 @@ def test_bad_flags_exit_2(data: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 2 and "not a time" in err and err.count("\n") == 1
     code, _, err = sql(data, capsys, "--output", "/nonexistent/dir/x.csv", "select 1")
     assert code == 2 and err.count("\n") == 1
+    r = cli("sql", "--data", str(data), "select 1", env={"AFTERSHOCK_FORMAT": "xml"})
+    assert r.returncode == 2 and b"--format must be one of" in r.stderr

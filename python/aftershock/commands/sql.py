@@ -48,7 +48,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     add_data_option(p)
-    option(p, "--format", "table", choices=FORMATS, help="output format (default table)")
+    option(
+        p,
+        "--format",
+        "table",
+        choices=FORMATS,
+        metavar="|".join(FORMATS),
+        help="output format (default table)",
+    )
     option(p, "--output", None, metavar="FILE", help="write to FILE instead of stdout")
     option(
         p,
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from aftershock.query import parse_time
 
     data = existing_data_dir(args.data)
+    if args.format not in FORMATS:  # argparse does not check a default from the environment
+        raise CliError(f"--format must be one of {', '.join(FORMATS)}, not {args.format!r}")
     try:
         since, until = parse_time(args.since), parse_time(args.until)
     except ValueError as e:
