@@ -245,7 +245,7 @@ def test_canary_failing_one_endpoint_for_one_value_is_flagged_before_completion(
     verdicts: dict[str, dict[str, Any]],
 ) -> None:
     v = verdicts["checkout"]
-    assert (v["verdict"], v["rollout"], v["previous_version"]) == ("regression", "rolling", "1.0")
+    assert (v["verdict"], v["rollout"], v["previous_version"]) == ("regression", "canary", "1.0")
     assert v["decided_at"] < v["completed_at"]
     assert any(s["kind"] == "error_rate" and s["span_name"] == "PlaceOrder" for s in v["signals"])
     pairs = [(s["attribute"], s["value"]) for s in v["suspects"]]

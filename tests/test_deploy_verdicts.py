@@ -146,6 +146,11 @@ def test_rollouts_are_told_apart_by_instances() -> None:
     # Canary: one new instance next to four old ones that keep serving.
     fleet(s, "search", "2.0", range(0, 100), 400)
     s.traffic("search", "2.1", range(50, 100), 100, instance="search-canary")
+    # A canary instance alone for half an hour, then the other instances at once.
+    for i in range(4):
+        switch = 30 if i == 0 else 60
+        s.traffic("pay", "4.0", range(0, switch), 50, instance=f"pay-{i}")
+        s.traffic("pay", "4.1", range(switch, 100), 50, instance=f"pay-{i}")
     # Cut-over: every instance switches within a minute.
     fleet(s, "auth", "5.0", range(0, 50), 400)
     fleet(s, "auth", "5.1", range(50, 100), 400)
@@ -153,6 +158,7 @@ def test_rollouts_are_told_apart_by_instances() -> None:
     assert {k: d.rollout for k, d in found.items()} == {
         "cart": "rolling",
         "search": "canary",
+        "pay": "canary",
         "auth": "cutover",
     }
     assert found["cart"].completed_at == s.minute(69)  # the last span of 1.0

@@ -10,14 +10,15 @@ Whether it was a canary, a rolling update or a cut-over comes from the instances
 
 * ``cutover``: the previous version stopped within ``CUTOVER_OVERLAP_NS`` of the new one's
   first span;
-* ``rolling``: the new version's instances came up in waves (or instances moved from the
-  old version to the new one) while the old version drained;
-* ``canary``: a few instances of the new version served next to the old ones, which kept
-  serving.
+* ``canary``: a few instances of the new version served next to the old ones for a while
+  (then, maybe, the rest followed at once);
+* ``rolling``: the new version's instances came up in waves at a steady pace while the old
+  version drained.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -164,11 +165,21 @@ def _classify(
     completed = max(old_last, start) if stopped else None
     if old_last - start <= CUTOVER_OVERLAP_NS:
         return "cutover", completed
-    moved = {w.instance for w in new} & {w.instance for w in old} - {None}
-    firsts = sorted(w.first for w in new if w.instance is not None)
-    overlap_end = min(old_last, data_end)
-    waves = len(firsts) >= 2 and firsts[-1] - firsts[0] > (overlap_end - start) / 3
-    return ("rolling" if moved or waves else "canary"), completed
+    # Waves: new instances coming up within a minute of each other.
+    waves: list[list[int]] = []
+    for t in sorted(w.first for w in new if w.instance is not None):
+        if waves and t - waves[-1][-1] <= MINUTE_NS:
+            waves[-1].append(t)
+        else:
+            waves.append([t])
+    if len(waves) < 2:
+        return "canary", completed
+    # A canary is a small first wave left alone for a while, then the rest (quickly, or
+    # in one go); a rolling update moves in waves at a steady pace.
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(waves)]
+    small_first = len(waves[0]) * 3 <= sum(len(w) for w in waves)
+    paused = len(gaps) == 1 or gaps[0] > 2 * max(gaps[1:])
+    return ("canary" if small_first and paused else "rolling"), completed
 
 
 def _observed(
