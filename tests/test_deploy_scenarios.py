@@ -305,7 +305,7 @@ def test_report_writes_html_and_png(lake: Path, tmp_path: Path) -> None:
     assert "REGRESSION" in out.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "paypal" in html.read_text()
-    missing = aftershock_cli("report", "--data", str(lake), "checkout", "9.9")
+    missing = aftershock_cli("report", "--data", str(lake), "nosuch", "9.9")
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
 
 
