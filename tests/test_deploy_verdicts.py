@@ -282,3 +282,14 @@ def test_downstream_latency_after_a_cutover_is_not_blamed_on_it() -> None:
     assert v.deploy.rollout == "cutover"
     assert v.verdict != "regression", v.to_json()
     assert "payment" in v.explanation and "latency" in v.explanation.lower()
+
+
+def test_cutover_after_an_idle_gap_is_compared_with_the_last_active_hour() -> None:
+    s = Synthetic(seed=15)
+    fleet(s, "reports", "1.0", range(0, 60), 600, error_rate=0.01)
+    # Three idle hours (unrelated to the deploy), then the new version fails three times as
+    # often.
+    fleet(s, "reports", "1.1", range(240, 280), 600, error_rate=0.03)
+    v = only(deploy_verdicts(s.install()), "reports")
+    assert (v.deploy.rollout, v.verdict) == ("cutover", "regression"), v.to_json()
+    assert v.signals[0]["baseline"] == pytest.approx(0.01, abs=0.003)

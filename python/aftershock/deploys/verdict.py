@@ -1,7 +1,8 @@
 """A verdict per deploy: regression, healthy, inconclusive or pending, with the evidence.
 
-Everything runs on event time: a deploy is judged on the minutes from ``PRE_WINDOW_NS``
-before it started to ``HORIZON_NS`` after, as far as the data reaches, so replaying the same
+Everything runs on event time: a deploy is judged on the minutes from its baseline window
+(the last ``PRE_WINDOW_NS`` of minutes with traffic before it) to ``HORIZON_NS`` after it
+started, as far as the data reaches, so replaying the same
 telemetry gives the same verdict and ``decided_at`` is the minute whose data settled it.
 
 * **regression**: one of three e-processes (see ``evidence``) reached its threshold. The
@@ -35,7 +36,10 @@ from aftershock.deploys import attribution, blame, evidence
 from aftershock.deploys.detect import MINUTE_NS, STOPPED_AFTER_NS, Deploy, detect_deploys
 from aftershock.deploys.evidence import Array
 
+#: The baseline before a deploy: its last this-many minutes with traffic (idle minutes
+#: are unrelated periods and skipped), looking back at most ``LOOKBACK_NS``.
 PRE_WINDOW_NS = 60 * MINUTE_NS
+LOOKBACK_NS = 24 * 60 * MINUTE_NS
 HORIZON_NS = 60 * MINUTE_NS
 MIN_OBSERVE_NS = 10 * MINUTE_NS
 #: Overall false-alarm budget of a deploy, and its split between the three signals.
@@ -412,7 +416,7 @@ def _window(d: Deploy, since: int) -> tuple[int, int]:
     the data ends in. That minute is still filling, and its error spans and its rollups
     are separate Delta commits: one can be ahead of the other."""
     last_full = d.data_end - d.data_end % MINUTE_NS
-    return max(since, d.started_at - PRE_WINDOW_NS), min(d.started_at + HORIZON_NS, last_full)
+    return max(since, d.started_at - LOOKBACK_NS), min(d.started_at + HORIZON_NS, last_full)
 
 
 def _prefetch(
@@ -840,13 +844,38 @@ def _describe(sig: dict[str, Any]) -> str:
 
 def evaluate(con: duckdb.DuckDBPyConnection, d: Deploy, since: int | None = None) -> Verdict:
     """The verdict on deploy ``d``; ``since`` bounds the baseline window before it."""
-    start = d.started_at - PRE_WINDOW_NS if since is None else since
-    return _judge(con, [(d, start)], d.service)[0]
+    bound = d.started_at - LOOKBACK_NS if since is None else since
+    return _judge(con, [(d, bound)], d.service)[0]
+
+
+def _active_since(
+    con: duckdb.DuckDBPyConnection, windows: list[tuple[Deploy, int]]
+) -> list[tuple[Deploy, int]]:
+    """Each deploy with its baseline's start: the earliest of the last ``PRE_WINDOW_NS``
+    worth of minutes in which the service served another version, after the bound."""
+    specs = [_spec(i, d, bound, d.version) for i, (d, bound) in enumerate(windows)]
+    name = _register_specs(con, specs)
+    try:
+        rows = con.execute(
+            f"""select idx, epoch_ns(min(minute)) from (
+                    select idx, minute,
+                           row_number() over (partition by idx order by minute desc) as rn
+                    from (select distinct w.idx, r.minute
+                          from {_join("rollups", name)}
+                            and r.minute < {_ts("w.start")}
+                            and r.service_version is distinct from w.version))
+                where rn <= {PRE_WINDOW_NS // MINUTE_NS} group by idx"""
+        ).fetchall()
+    finally:
+        con.unregister(name)
+    first = dict(rows)
+    return [(d, first.get(i, d.started_at)) for i, (d, _) in enumerate(windows)]
 
 
 def _judge(
     con: duckdb.DuckDBPyConnection, windows: list[tuple[Deploy, int]], service: str | None
 ) -> list[Verdict]:
+    windows = _active_since(con, windows)
     src = _prefetch(con, windows, service)
     specs = [_spec(i, d, since, d.version) for i, (d, since) in enumerate(windows)]
     prepared = _prepare(con, src.rollups, specs)
@@ -876,7 +905,7 @@ def deploy_verdicts(con: duckdb.DuckDBPyConnection, service: str | None = None) 
     for d in detect_deploys(con, service):
         key = (d.service, d.environment)
         prev = last.get(key)
-        since = d.started_at - PRE_WINDOW_NS
+        since = d.started_at - LOOKBACK_NS
         if prev is not None:
             bound = prev.completed_at if prev.completed_at is not None else prev.started_at
             since = max(since, min(bound, d.started_at))
