@@ -2,8 +2,8 @@
 
 Everything runs on event time: a deploy is judged on the minutes from its baseline window
 (the last ``PRE_WINDOW_NS`` of minutes with traffic before it) to ``HORIZON_NS`` after it
-started, as far as the data reaches, so replaying the same
-telemetry gives the same verdict and ``decided_at`` is the minute whose data settled it.
+started, as far as the data reaches, so replaying the same telemetry gives the same verdict
+and ``decided_at`` is the minute whose data settled it.
 
 * **regression**: one of three e-processes (see ``evidence``) reached its threshold. The
   false-alarm budget ``ALPHA`` is split between them: error rate, latency (calls slower than
