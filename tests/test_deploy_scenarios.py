@@ -368,3 +368,34 @@ def test_mark_deploy_cli_records_a_marker_and_bad_flags_write_nothing(tmp_path: 
         assert bad.returncode == 2 and "nowhere" in bad.stderr, bad.stderr
     bad = aftershock_cli("watch", "--data", str(data), "--interval", "often")
     assert bad.returncode == 2 and "--interval" in bad.stderr
+
+
+def test_watch_loop_fires_then_keeps_watching_until_interrupted(lake: Path, tmp_path: Path) -> None:
+    import shutil
+    import signal
+
+    data = tmp_path / "data"
+    shutil.copytree(lake, data, ignore=shutil.ignore_patterns("deploys"))
+    fired = tmp_path / "fired"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aftershock.cli", "watch", "--data", str(data),
+         "--interval", "200ms", "--on-regression", f'echo "$AFTERSHOCK_SERVICE" >> {fired}'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_lines(fired)) < 2:
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few more rounds: nothing fires twice
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert sorted(_lines(fired)) == ["checkout", "search"], err
+    assert out.startswith("watching ") and out.count("regression: ") == 2
+    assert proc.returncode == 130
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
