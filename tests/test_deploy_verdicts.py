@@ -195,6 +195,7 @@ def test_attribution_names_the_attribute_value_of_the_failing_calls() -> None:
     assert ("app.payment.method", "card") not in pairs
     top = v.suspects[0]
     assert top["share_of_errors"] > 0.5
+    assert ("exception.type", "PaymentDeclined") in pairs
 
 
 def test_markers_set_the_start_and_unknown_versions_are_pending() -> None:

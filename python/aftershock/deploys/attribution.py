@@ -1,9 +1,10 @@
 """Attribution: what the candidate's errors have in common.
 
 Span names and span attribute values are tested for over-representation among the new
-version's failed entry spans against all its entry spans; error types (exception type or
-masked status message) against the baseline's errors. Each is a one-sided binomial test, and
-the Benjamini-Hochberg procedure keeps the false discovery rate over all of them at ``FDR``.
+version's failed entry spans against all its entry spans; exception types and status
+messages (numbers and ids masked) among its errors against the baseline's errors. Each is
+a one-sided binomial test, and the Benjamini-Hochberg procedure keeps the false discovery
+rate over all of them at ``FDR``.
 """
 
 from __future__ import annotations
@@ -71,15 +72,20 @@ def suspects(
                 continue
             share = ne / n_err
             tests.append((evidence.binomial_sf(int(ne), int(n_err), n / calls), k, v, share))
-    cand = Counter(
-        e.kind for e in errors if e.version == d.version and e.own and e.kind and e.minute >= since
-    )
-    other = Counter(e.kind for e in errors if e.version != d.version and e.kind)
-    n_cand, n_other = sum(cand.values()), sum(other.values())
-    for kind, k in cand.items():
-        p0 = (other[kind] + 0.5) / (n_other + 1)
-        if p0 < 1:
-            tests.append((evidence.binomial_sf(k, n_cand, p0), "error.type", kind, k / n_cand))
+    mine = [e for e in errors if e.version == d.version and e.own and e.minute >= since]
+    others = [e for e in errors if e.version != d.version]
+    for attribute, field in (
+        ("exception.type", "exception_type"),
+        ("status_message", "status_message"),
+    ):
+        cand = Counter(getattr(e, field) for e in mine if getattr(e, field))
+        other = Counter(getattr(e, field) for e in others if getattr(e, field))
+        n_cand, n_other = len(mine), len(others)
+        for value, k in cand.items():
+            p0 = (other[value] + 0.5) / (n_other + 1)
+            if p0 < 1:
+                p = evidence.binomial_sf(k, n_cand, p0)
+                tests.append((p, attribute, value, k / n_cand))
     rejected = evidence.benjamini_hochberg([t[0] for t in tests], FDR)
     found = sorted(
         (t for t, r in zip(tests, rejected, strict=True) if r and t[3] >= MIN_SHARE),

@@ -45,6 +45,8 @@ class ErrorSpan:
     origin_service: str | None
     origin_span: str | None
     kind: str | None  # error_type()
+    exception_type: str | None
+    status_message: str | None  # masked as in error_type()
 
 
 def error_spans(
@@ -128,6 +130,8 @@ def error_spans(
                 None if own else osvc,
                 None if own else ospan,
                 error_type(exc, msg),
+                exc or None,
+                error_type(None, msg),
             )
         )
     return out
