@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
+from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -454,6 +455,49 @@ def report(title: str, unit: str, n: int, nbytes: int, samples: dict[str, list[S
     return n / fast[0]
 
 
+def otlp_json(data: bytes) -> bytes:
+    """An ``ExportTraceServiceRequest`` re-encoded as OTLP/JSON: protobuf's own JSON, with
+    trace and span ids in hex as OTLP/JSON writes them (``json_format`` writes base64)."""
+    doc = json_format.MessageToDict(ExportTraceServiceRequest.FromString(data))
+    ids = {"traceId", "spanId", "parentSpanId"}
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if key in ids and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def json_traces(traces: bytes, expected: pa.Table, reps: int, warmup: int) -> bool:
+    """Times ``decode_traces(format="json")`` on the traces payload as OTLP/JSON; returns
+    whether it decoded to the same table as the protobuf bytes."""
+    data = otlp_json(traces)
+    n = expected.num_rows
+
+    def decode() -> pa.RecordBatch:
+        return pa.record_batch(aftershock.decode_traces(data, format="json"))
+
+    same = pa.Table.from_batches([decode()]).equals(expected)
+    if not same:
+        print("\nWARNING: the JSON payload decodes to other rows than the protobuf one")
+    [times] = timed([("json", decode, reps)], warmup).values()
+    wall = [w for w, _ in times]
+    best, median = min(wall), statistics.median(wall)
+    name = 'aftershock.decode_traces(format="json")'
+    print(
+        f"\ntraces as OTLP/JSON: {len(data) / 1e6:.2f} MB ({len(data) / n:.0f} B/span)\n"
+        f"{name:<44} {len(times):>4}"
+        f" {n / best:>14,.0f} {n / median:>16,.0f}"
+        f" {len(data) / best / 1e6:>10,.1f} {len(data) / median / 1e6:>12,.1f}"
+        f" {n / min(c for _, c in times):>18,.0f}"
+    )
+    return same
+
+
 def same_table(rust: pa.Table, python: pa.Table) -> bool:
     """Whether both paths produced the same rows; a benchmark of different work means nothing."""
     return rust.cast(python.schema).equals(python)
@@ -507,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup,
     )
     rust_rate = report("traces", "spans", args.records, len(traces), trace_samples)
+    ok = json_traces(traces, check_rust, rust_reps, warmup) and ok
 
     logs = make_logs(args.records)
     check_rust = pa.Table.from_batches([pa.record_batch(aftershock.decode_logs(logs))])

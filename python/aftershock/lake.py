@@ -203,13 +203,22 @@ class LakeWriter:
                 thread.start()
                 self._threads.append(thread)
 
-    def ingest_traces(self, request: bytes) -> IngestResult:
-        """Stores an ``ExportTraceServiceRequest``; returns once it is durable."""
-        return IngestResult(*self._raw.ingest_traces(request))
+    def ingest_traces(self, request: bytes, *, json: bool = False) -> IngestResult:
+        """Stores an ``ExportTraceServiceRequest``; returns once it is durable.
 
-    def ingest_logs(self, request: bytes) -> IngestResult:
-        """Stores an ``ExportLogsServiceRequest``; returns once it is durable."""
-        return IngestResult(*self._raw.ingest_logs(request))
+        ``json=True`` takes the OTLP/JSON encoding instead of protobuf; the WAL records
+        which one it was, so a replay after a crash decodes it the same way.
+        """
+        ingest = self._raw.ingest_traces_json if json else self._raw.ingest_traces
+        return IngestResult(*ingest(request))
+
+    def ingest_logs(self, request: bytes, *, json: bool = False) -> IngestResult:
+        """Stores an ``ExportLogsServiceRequest``; returns once it is durable.
+
+        ``json=True`` takes the OTLP/JSON encoding, as for :meth:`ingest_traces`.
+        """
+        ingest = self._raw.ingest_logs_json if json else self._raw.ingest_logs
+        return IngestResult(*ingest(request))
 
     def flush(self) -> int:
         """Writes and commits everything acknowledged so far; returns the rows committed."""

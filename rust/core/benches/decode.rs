@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use aftershock_core::{decode_logs, decode_traces, DecodeOptions};
+use aftershock_core::{decode_logs, decode_traces, decode_traces_json, DecodeOptions};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -358,5 +358,19 @@ fn main() -> Result<(), aftershock_core::Error> {
         );
     });
     row("decode_logs (Rust only)", records, l.len(), &times);
+    // The traces payload as OTLP/JSON (opentelemetry-proto's serde encoding: hex ids,
+    // 64-bit integers as strings), decoded into the same batch.
+    let request = ExportTraceServiceRequest::decode(t.as_slice())
+        .map_err(|e| aftershock_core::Error::Internal(e.to_string()))?;
+    let tj = serde_json::to_vec(&request)
+        .map_err(|e| aftershock_core::Error::Internal(e.to_string()))?;
+    let times = time(reps, warmup, || {
+        black_box(
+            decode_traces_json(black_box(&tj), &opts)
+                .map(|d| d.batch.num_rows())
+                .ok(),
+        );
+    });
+    row("decode_traces_json (Rust)", spans, tj.len(), &times);
     Ok(())
 }

@@ -18,16 +18,34 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 
-use crate::decode::{decode_logs, decode_traces, DecodeOptions, DecodeStats};
+use crate::decode::{
+    decode_logs, decode_logs_json, decode_traces, decode_traces_json, DecodeOptions, DecodeStats,
+    Decoded,
+};
 use crate::error::{Error, Result};
 use crate::parquet_files::{sweep_stale_temp_files, write_data_files, DataFile, ParquetOptions};
 use crate::rollup::Rollups;
 use crate::schema::{LOGS, ROLLUPS, SPANS};
 use crate::wal::{Durability, Wal, WalOptions};
 
-/// WAL record kinds: the raw OTLP request of each signal.
+/// WAL record kinds: the raw OTLP request of each signal, in each encoding. The
+/// numbers are on disk: never reuse one. Records of a kind this build does not
+/// know are skipped on replay.
 const KIND_TRACES: u8 = 1;
 const KIND_LOGS: u8 = 2;
+const KIND_TRACES_JSON: u8 = 3;
+const KIND_LOGS_JSON: u8 = 4;
+
+/// Decodes a WAL record (or a request about to become one) of `kind`.
+fn decode_kind(kind: u8, payload: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
+    match kind {
+        KIND_TRACES => decode_traces(payload, opts),
+        KIND_LOGS => decode_logs(payload, opts),
+        KIND_TRACES_JSON => decode_traces_json(payload, opts),
+        KIND_LOGS_JSON => decode_logs_json(payload, opts),
+        _ => Err(Error::Internal(format!("unknown record kind {kind}"))),
+    }
+}
 
 /// The tables the writer fills, in commit order.
 pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
@@ -138,8 +156,8 @@ pub struct Lake {
 /// The table a decoded record kind lands in first (rollups derive from spans).
 fn table_of(kind: u8) -> Option<&'static str> {
     match kind {
-        KIND_TRACES => Some(SPANS),
-        KIND_LOGS => Some(LOGS),
+        KIND_TRACES | KIND_TRACES_JSON => Some(SPANS),
+        KIND_LOGS | KIND_LOGS_JSON => Some(LOGS),
         _ => None,
     }
 }
@@ -182,10 +200,7 @@ impl Lake {
             }
             // A record was acknowledged only after it decoded, so it decodes again;
             // should it not (a different build, a damaged file), skip it, not loop.
-            let decoded = match record.kind {
-                KIND_TRACES => decode_traces(&record.payload, &opts.decode),
-                _ => decode_logs(&record.payload, &opts.decode),
-            };
+            let decoded = decode_kind(record.kind, &record.payload, &opts.decode);
             let Ok(decoded) = decoded else {
                 report.quarantined_records += 1;
                 quarantine_undecodable(&opts.wal_dir(), record.seq, &record.payload)?;
@@ -217,11 +232,18 @@ impl Lake {
         self.ingest(KIND_LOGS, request)
     }
 
+    /// [`Lake::ingest_traces`] for an OTLP/JSON request; the WAL records it as JSON.
+    pub fn ingest_traces_json(&self, request: &[u8]) -> Result<IngestOutcome> {
+        self.ingest(KIND_TRACES_JSON, request)
+    }
+
+    /// [`Lake::ingest_logs`] for an OTLP/JSON request; the WAL records it as JSON.
+    pub fn ingest_logs_json(&self, request: &[u8]) -> Result<IngestOutcome> {
+        self.ingest(KIND_LOGS_JSON, request)
+    }
+
     fn ingest(&self, kind: u8, request: &[u8]) -> Result<IngestOutcome> {
-        let decoded = match kind {
-            KIND_TRACES => decode_traces(request, &self.opts.decode)?,
-            _ => decode_logs(request, &self.opts.decode)?,
-        };
+        let decoded = decode_kind(kind, request, &self.opts.decode)?;
         let mut outcome = IngestOutcome {
             accepted: decoded.stats.accepted,
             rejected: decoded.stats.rejected,

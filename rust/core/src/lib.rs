@@ -14,5 +14,8 @@ pub mod wal;
 #[cfg(test)]
 mod test_support;
 
-pub use decode::{decode_logs, decode_traces, DecodeOptions, DecodeStats, Decoded};
+pub use decode::{
+    decode_logs, decode_logs_json, decode_traces, decode_traces_json, DecodeOptions, DecodeStats,
+    Decoded,
+};
 pub use error::{DecodeError, Error};

@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use aftershock_core::lake::{Lake, LakeOptions, PendingCommit};
+use aftershock_core::lake::{IngestOutcome, Lake, LakeOptions, PendingCommit};
 use aftershock_core::wal::Durability;
 
 use crate::run;
@@ -37,6 +37,15 @@ impl RawLake {
                 .ok_or_else(|| Error::Internal("the lake writer is closed".into()))?;
             f(lake)
         })
+    }
+}
+
+type IngestFn = fn(&Lake, &[u8]) -> aftershock_core::error::Result<IngestOutcome>;
+
+impl RawLake {
+    fn ingest(&self, py: Python<'_>, data: &[u8], ingest: IngestFn) -> PyResult<Ingested> {
+        let o = self.with(py, |l| ingest(l, data))?;
+        Ok((o.accepted, o.rejected, o.stats.error_message()))
     }
 }
 
@@ -105,13 +114,21 @@ impl RawLake {
 
     /// `(accepted, rejected, error_message)` once the request is durable.
     fn ingest_traces(&self, py: Python<'_>, data: &[u8]) -> PyResult<Ingested> {
-        let o = self.with(py, |l| l.ingest_traces(data))?;
-        Ok((o.accepted, o.rejected, o.stats.error_message()))
+        self.ingest(py, data, Lake::ingest_traces)
     }
 
     fn ingest_logs(&self, py: Python<'_>, data: &[u8]) -> PyResult<Ingested> {
-        let o = self.with(py, |l| l.ingest_logs(data))?;
-        Ok((o.accepted, o.rejected, o.stats.error_message()))
+        self.ingest(py, data, Lake::ingest_logs)
+    }
+
+    /// `ingest_traces` for an OTLP/JSON request.
+    fn ingest_traces_json(&self, py: Python<'_>, data: &[u8]) -> PyResult<Ingested> {
+        self.ingest(py, data, Lake::ingest_traces_json)
+    }
+
+    /// `ingest_logs` for an OTLP/JSON request.
+    fn ingest_logs_json(&self, py: Python<'_>, data: &[u8]) -> PyResult<Ingested> {
+        self.ingest(py, data, Lake::ingest_logs_json)
     }
 
     /// Writes buffered rows as Parquet files; one dict per table to commit.

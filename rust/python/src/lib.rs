@@ -48,35 +48,43 @@ fn options(max_depth: usize, max_value_bytes: usize) -> DecodeOptions {
 
 type DecodeResult = (PyRecordBatch, HashMap<&'static str, Option<String>>);
 
-/// Decodes an `ExportTraceServiceRequest`; returns the `spans` batch and decode counters.
-#[pyfunction]
-#[pyo3(signature = (data, /, max_depth = 64, max_value_bytes = 8192))]
-fn decode_traces(
-    py: Python<'_>,
-    data: &[u8],
-    max_depth: usize,
-    max_value_bytes: usize,
-) -> PyResult<DecodeResult> {
-    let opts = options(max_depth, max_value_bytes);
-    let d = run(py, || aftershock_core::decode_traces(data, &opts))?;
-    let stats = stats_dict(&d);
-    Ok((PyRecordBatch::new(d.batch), stats))
+/// A Python function for one decoder of `aftershock_core`: bytes and limits in,
+/// the batch and decode counters out.
+macro_rules! decoder {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = (data, /, max_depth = 64, max_value_bytes = 8192))]
+        fn $name(
+            py: Python<'_>,
+            data: &[u8],
+            max_depth: usize,
+            max_value_bytes: usize,
+        ) -> PyResult<DecodeResult> {
+            let opts = options(max_depth, max_value_bytes);
+            let d = run(py, || aftershock_core::$name(data, &opts))?;
+            let stats = stats_dict(&d);
+            Ok((PyRecordBatch::new(d.batch), stats))
+        }
+    };
 }
 
-/// Decodes an `ExportLogsServiceRequest`; returns the `logs` batch and decode counters.
-#[pyfunction]
-#[pyo3(signature = (data, /, max_depth = 64, max_value_bytes = 8192))]
-fn decode_logs(
-    py: Python<'_>,
-    data: &[u8],
-    max_depth: usize,
-    max_value_bytes: usize,
-) -> PyResult<DecodeResult> {
-    let opts = options(max_depth, max_value_bytes);
-    let d = run(py, || aftershock_core::decode_logs(data, &opts))?;
-    let stats = stats_dict(&d);
-    Ok((PyRecordBatch::new(d.batch), stats))
-}
+decoder!(
+    /// Decodes an `ExportTraceServiceRequest`; returns the `spans` batch and decode counters.
+    decode_traces
+);
+decoder!(
+    /// Decodes an `ExportLogsServiceRequest`; returns the `logs` batch and decode counters.
+    decode_logs
+);
+decoder!(
+    /// Decodes an OTLP/JSON `ExportTraceServiceRequest`; the same result as `decode_traces`.
+    decode_traces_json
+);
+decoder!(
+    /// Decodes an OTLP/JSON `ExportLogsServiceRequest`; the same result as `decode_logs`.
+    decode_logs_json
+);
 
 /// The Arrow schema of a table by name (`spans`, `logs`, `rollups`, `markers`), as a PyCapsule-capable object.
 #[pyfunction]
@@ -99,6 +107,8 @@ fn table_schema(name: &str) -> PyResult<pyo3_arrow::PySchema> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_traces, m)?)?;
     m.add_function(wrap_pyfunction!(decode_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_traces_json, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_logs_json, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
     m.add(
         "TABLES",

@@ -60,49 +60,111 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// The one `AnyValue` variant that counts, by protobuf's oneof rule: the last one
-/// set wins, and occurrences of the same message-typed variant in a row merge.
-enum Kind<'a> {
+/// The one `AnyValue` variant that counts, as either encoding presents it.
+/// Containers stay in the encoding's own form (`L`) and are walked through [`AnyValue`].
+pub(crate) enum Kind<'a, L> {
     Str(&'a [u8]),
-    Bool(u64),
-    Int(u64),
-    Double(u64),
-    Array(Parts<'a>),
-    KvList(Parts<'a>),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Array(L),
+    KvList(L),
     Bytes(&'a [u8]),
 }
 
-#[inline]
-fn kind_of<'a>(value: &Parts<'a>) -> Result<Option<Kind<'a>>, DecodeError> {
-    // Fast path: a lone short string, by far the most common value.
-    if let (Some((buf, _)), true) = (value.first, value.more.is_empty()) {
-        if let Some((s, [])) = super::short_field(buf, 0x0a) {
-            return Ok(Some(Kind::Str(s)));
-        }
+/// An OTLP `AnyValue` in some encoding. Rendering is written once against this
+/// trait, so protobuf and JSON requests produce the same text.
+pub(crate) trait AnyValue<'a>: Sized {
+    /// An array's or kvlist's elements, in the encoding's form.
+    type List;
+    /// No value at all (a `KeyValue` without `value`), as opposed to an empty `AnyValue`.
+    fn is_absent(&self) -> bool;
+    /// The variant set, or `None` for an empty `AnyValue`.
+    fn kind(&self) -> Result<Option<Kind<'a, Self::List>>, DecodeError>;
+    /// Calls `f` with each element of an array.
+    fn each_element(
+        list: &Self::List,
+        f: impl FnMut(&Self) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError>;
+    /// Calls `f` with the key and value of each entry of a kvlist.
+    fn each_entry(
+        list: &Self::List,
+        f: impl FnMut(&'a [u8], &Self) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError>;
+}
+
+/// Protobuf: by the oneof rule the last variant set wins, and occurrences of the
+/// same message-typed variant in a row merge.
+impl<'a> AnyValue<'a> for Parts<'a> {
+    type List = Parts<'a>;
+
+    #[inline]
+    fn is_absent(&self) -> bool {
+        self.is_empty()
     }
-    let mut kind = None;
-    value.for_each_field(|field, v| {
-        kind = match (field, v, kind.take()) {
-            (1, Value::Bytes(b, _), _) => Some(Kind::Str(b)),
-            (2, Value::Varint(x), _) => Some(Kind::Bool(x)),
-            (3, Value::Varint(x), _) => Some(Kind::Int(x)),
-            (4, Value::Fixed64(x), _) => Some(Kind::Double(x)),
-            (5, Value::Bytes(b, at), Some(Kind::Array(mut p))) => {
-                p.push(b, at);
-                Some(Kind::Array(p))
+
+    #[inline]
+    fn kind(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
+        // Fast path: a lone short string, by far the most common value.
+        if let (Some((buf, _)), true) = (self.first, self.more.is_empty()) {
+            if let Some((s, [])) = super::short_field(buf, 0x0a) {
+                return Ok(Some(Kind::Str(s)));
             }
-            (5, Value::Bytes(b, at), _) => Some(Kind::Array(Parts::one(b, at))),
-            (6, Value::Bytes(b, at), Some(Kind::KvList(mut p))) => {
-                p.push(b, at);
-                Some(Kind::KvList(p))
+        }
+        let mut kind: Option<Kind<'a, Parts<'a>>> = None;
+        self.for_each_field(|field, v| {
+            kind = match (field, v, kind.take()) {
+                (1, Value::Bytes(b, _), _) => Some(Kind::Str(b)),
+                (2, Value::Varint(x), _) => Some(Kind::Bool(x != 0)),
+                // int64 travels as a varint; the cast restores its sign.
+                (3, Value::Varint(x), _) => Some(Kind::Int(x as i64)),
+                (4, Value::Fixed64(x), _) => Some(Kind::Double(f64::from_bits(x))),
+                (5, Value::Bytes(b, at), Some(Kind::Array(mut p))) => {
+                    p.push(b, at);
+                    Some(Kind::Array(p))
+                }
+                (5, Value::Bytes(b, at), _) => Some(Kind::Array(Parts::one(b, at))),
+                (6, Value::Bytes(b, at), Some(Kind::KvList(mut p))) => {
+                    p.push(b, at);
+                    Some(Kind::KvList(p))
+                }
+                (6, Value::Bytes(b, at), _) => Some(Kind::KvList(Parts::one(b, at))),
+                (7, Value::Bytes(b, _), _) => Some(Kind::Bytes(b)),
+                (_, _, k) => k,
+            };
+            Ok(())
+        })?;
+        Ok(kind)
+    }
+
+    fn each_element(
+        list: &Parts<'a>,
+        mut f: impl FnMut(&Self) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let mut i = 0;
+        list.for_each_field(|field, v| {
+            if let (1, Value::Bytes(elem, at)) = (field, v) {
+                f(&Parts::one(elem, at)).map_err(|e| e.within("values", Some(i)))?;
+                i += 1;
             }
-            (6, Value::Bytes(b, at), _) => Some(Kind::KvList(Parts::one(b, at))),
-            (7, Value::Bytes(b, _), _) => Some(Kind::Bytes(b)),
-            (_, _, k) => k,
-        };
-        Ok(())
-    })?;
-    Ok(kind)
+            Ok(())
+        })
+    }
+
+    fn each_entry(
+        list: &Parts<'a>,
+        mut f: impl FnMut(&'a [u8], &Self) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let mut i = 0;
+        list.for_each_field(|field, v| {
+            if let (1, Value::Bytes(kv, at)) = (field, v) {
+                let kv = super::raw_kv(kv, at).map_err(|e| e.within("values", Some(i)))?;
+                f(kv.key, &kv.value).map_err(|e| e.within("values", Some(i)))?;
+                i += 1;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Appends `bytes` as UTF-8 to `out`, replacing invalid sequences with U+FFFD and
@@ -120,19 +182,19 @@ pub(crate) fn push_utf8(out: &mut String, bytes: &[u8], stats: &mut DecodeStats)
 
 /// Renders a top-level attribute value (or a log body) into `out`.
 /// Returns false for an empty `AnyValue` (no variant set), which the tables store as NULL.
-pub(crate) fn render_value(
-    value: &Parts<'_>,
+pub(crate) fn render_value<'a, V: AnyValue<'a>>(
+    value: &V,
     out: &mut String,
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<bool, DecodeError> {
-    let Some(kind) = kind_of(value)? else {
+    let Some(kind) = value.kind()? else {
         return Ok(false);
     };
     match kind {
         Kind::Str(s) => push_utf8(out, s, stats),
         Kind::Bytes(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
-        other => render_json(other, 1, out, opts, stats)?,
+        other => render_json::<V>(other, 1, out, opts, stats)?,
     }
     Ok(true)
 }
@@ -141,14 +203,14 @@ pub(crate) fn render_value(
 /// capped at `opts.max_value_bytes`. Strings, the common case, go straight from
 /// the input to the column; other kinds are rendered in `scratch` first.
 #[inline]
-pub(crate) fn append_value(
-    value: &Parts<'_>,
+pub(crate) fn append_value<'a, V: AnyValue<'a>>(
+    value: &V,
     out: &mut Utf8Column,
     scratch: &mut String,
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    let Some(kind) = kind_of(value)? else {
+    let Some(kind) = value.kind()? else {
         out.push_null();
         return Ok(());
     };
@@ -162,7 +224,7 @@ pub(crate) fn append_value(
     match kind {
         Kind::Str(s) => push_utf8(scratch, s, stats),
         Kind::Bytes(b) => base64::engine::general_purpose::STANDARD.encode_string(b, scratch),
-        other => render_json(other, 1, scratch, opts, stats)?,
+        other => render_json::<V>(other, 1, scratch, opts, stats)?,
     }
     out.push_str(cap(scratch, opts.max_value_bytes, stats));
     Ok(())
@@ -182,8 +244,8 @@ fn cap<'s>(s: &'s str, max: usize, stats: &mut DecodeStats) -> &'s str {
     &s[..cut]
 }
 
-fn render_nested(
-    value: &Parts<'_>,
+fn render_nested<'a, V: AnyValue<'a>>(
+    value: &V,
     depth: usize,
     out: &mut String,
     opts: &DecodeOptions,
@@ -194,15 +256,15 @@ fn render_nested(
         out.push_str(TRUNCATED_DEPTH);
         return Ok(());
     }
-    match kind_of(value)? {
+    match value.kind()? {
         None => out.push_str("null"),
-        Some(kind) => render_json(kind, depth, out, opts, stats)?,
+        Some(kind) => render_json::<V>(kind, depth, out, opts, stats)?,
     }
     Ok(())
 }
 
-fn render_json(
-    kind: Kind<'_>,
+fn render_json<'a, V: AnyValue<'a>>(
+    kind: Kind<'a, V::List>,
     depth: usize,
     out: &mut String,
     opts: &DecodeOptions,
@@ -215,46 +277,36 @@ fn render_json(
             base64::engine::general_purpose::STANDARD.encode_string(b, out);
             out.push('"');
         }
-        Kind::Bool(b) => out.push_str(if b != 0 { "true" } else { "false" }),
-        // int64 travels as a varint; the cast restores its sign.
-        Kind::Int(i) => out.push_str(itoa::Buffer::new().format(i as i64)),
-        Kind::Double(bits) => push_double(out, f64::from_bits(bits)),
-        Kind::Array(parts) => {
+        Kind::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Kind::Int(i) => out.push_str(itoa::Buffer::new().format(i)),
+        Kind::Double(x) => push_double(out, x),
+        Kind::Array(list) => {
             out.push('[');
-            let mut i = 0;
-            parts.for_each_field(|field, v| {
-                if let (1, Value::Bytes(elem, at)) = (field, v) {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    render_nested(&Parts::one(elem, at), depth + 1, out, opts, stats)
-                        .map_err(|e| e.within("values", Some(i)))?;
-                    i += 1;
+            let mut first = true;
+            V::each_element(&list, |elem| {
+                if !std::mem::take(&mut first) {
+                    out.push(',');
                 }
-                Ok(())
+                render_nested(elem, depth + 1, out, opts, stats)
             })?;
             out.push(']');
         }
-        Kind::KvList(parts) => {
+        Kind::KvList(list) => {
             out.push('{');
-            let mut i = 0;
-            parts.for_each_field(|field, v| {
-                if let (1, Value::Bytes(kv, at)) = (field, v) {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let kv = super::raw_kv(kv, at).map_err(|e| e.within("values", Some(i)))?;
-                    push_json_string(out, kv.key, stats);
-                    out.push(':');
-                    if kv.value.is_empty() {
-                        out.push_str("null");
-                    } else {
-                        render_nested(&kv.value, depth + 1, out, opts, stats)
-                            .map_err(|e| e.within("value", None).within("values", Some(i)))?;
-                    }
-                    i += 1;
+            let mut first = true;
+            V::each_entry(&list, |key, value| {
+                if !std::mem::take(&mut first) {
+                    out.push(',');
                 }
-                Ok(())
+                push_json_string(out, key, stats);
+                out.push(':');
+                if value.is_absent() {
+                    out.push_str("null");
+                    Ok(())
+                } else {
+                    render_nested(value, depth + 1, out, opts, stats)
+                        .map_err(|e| e.within("value", None))
+                }
             })?;
             out.push('}');
         }

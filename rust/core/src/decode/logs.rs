@@ -9,7 +9,7 @@ use super::{
 };
 use crate::error::{DecodeError, Error};
 
-const ENVELOPE: Envelope = Envelope {
+pub(super) const ENVELOPE: Envelope = Envelope {
     resources: "resource_logs",
     scopes: "scope_logs",
     records: "log_records",
@@ -83,22 +83,53 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
         let has_body = !body.is_empty()
             && render_value(&body, &mut self.body, self.opts, stats)
                 .map_err(|e| e.within("body", None))?;
-        let tid = correlation_id(trace_id, 16);
-        let sid = correlation_id(span_id, 8);
-        let (time, observed) = (nanos(time), nanos(observed));
+        let log = LogFields {
+            time,
+            observed,
+            // An enum on the wire; out-of-range values keep their low 32 bits as protobuf does.
+            severity: severity as i32,
+            severity_text,
+            trace_id,
+            span_id,
+            event_name,
+        };
+        log.append_to(
+            &mut self.out,
+            has_body.then_some(self.body.as_bytes()),
+            context,
+        );
+        Ok(())
+    }
+}
+
+/// One log record's scalar fields as either encoding reads them (ids as raw bytes).
+pub(super) struct LogFields<'a> {
+    pub time: u64,
+    pub observed: u64,
+    pub severity: i32,
+    pub severity_text: &'a [u8],
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub event_name: &'a [u8],
+}
+
+impl LogFields<'_> {
+    /// Appends the record with its rendered body; its attributes were written already.
+    pub(super) fn append_to(&self, out: &mut LogsBuilder, body: Option<&[u8]>, context: u32) {
+        let tid = correlation_id(self.trace_id, 16);
+        let sid = correlation_id(self.span_id, 8);
+        let (time, observed) = (nanos(self.time), nanos(self.observed));
         let observed_time = (observed != 0).then_some(observed);
         let row = LogRow {
             time: if time != 0 { Some(time) } else { observed_time },
             observed_time,
             trace_id: tid.as_ref().map(Hex::as_bytes),
             span_id: sid.as_ref().map(Hex::as_bytes),
-            // An enum on the wire; out-of-range values keep their low 32 bits as protobuf does.
-            severity_number: severity as i32,
-            severity_text: opt(severity_text),
-            body: has_body.then_some(self.body.as_bytes()),
-            event_name: opt(event_name),
+            severity_number: self.severity,
+            severity_text: opt(self.severity_text),
+            body,
+            event_name: opt(self.event_name),
         };
-        self.out.append(&row, context);
-        Ok(())
+        out.append(&row, context);
     }
 }

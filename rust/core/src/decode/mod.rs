@@ -4,6 +4,7 @@
 
 mod anyvalue;
 mod columns;
+mod json;
 mod logs;
 mod traces;
 mod wire;
@@ -13,11 +14,12 @@ use std::collections::HashMap;
 use arrow_array::RecordBatch;
 
 use columns::{Entries, ResourceCtx, ScopeCtx};
+pub use json::{decode_logs_json, decode_traces_json};
 pub use logs::decode_logs;
 pub use traces::decode_traces;
 
 use crate::error::DecodeError;
-use anyvalue::{append_value, push_utf8, render_value, Parts};
+use anyvalue::{append_value, push_utf8, render_value, AnyValue, Parts};
 use columns::{ContextColumns, MapColumn};
 use wire::{Reader, Value};
 
@@ -81,11 +83,11 @@ fn row_estimate(len: usize) -> usize {
     (len / 320).clamp(8, 1 << 20)
 }
 
-/// A `KeyValue` as it sits on the wire: key bytes and the encoded `AnyValue`
-/// (empty when absent).
-struct RawKv<'a> {
+/// A `KeyValue`: key bytes and the `AnyValue` in its encoding's form (for
+/// protobuf the encoded message, empty when absent).
+struct RawKv<'a, V = Parts<'a>> {
     key: &'a [u8],
-    value: Parts<'a>,
+    value: V,
 }
 
 /// A length-delimited field `tag` at the start of `buf` whose length fits one
@@ -139,18 +141,23 @@ const PAIRWISE_DEDUP_MAX: usize = 16;
 /// Attributes of one record, gathered from the wire and written as one map row:
 /// duplicate keys resolved (the last value wins, at its own position), values
 /// rendered straight into the map's value builder.
-#[derive(Default)]
-struct AttrWriter<'a> {
-    kvs: Vec<RawKv<'a>>,
+struct AttrWriter<'a, V = Parts<'a>> {
+    kvs: Vec<RawKv<'a, V>>,
     live: Vec<bool>,
     scratch: String,
 }
 
-impl<'a> AttrWriter<'a> {
-    fn clear(&mut self) {
-        self.kvs.clear();
+impl<'a, V> Default for AttrWriter<'a, V> {
+    fn default() -> Self {
+        AttrWriter {
+            kvs: Vec::new(),
+            live: Vec::new(),
+            scratch: String::new(),
+        }
     }
+}
 
+impl<'a> AttrWriter<'a> {
     fn push(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
         let i = self.kvs.len();
         let kv = raw_kv(buf, base).map_err(|e| e.within("attributes", Some(i)))?;
@@ -169,6 +176,16 @@ impl<'a> AttrWriter<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl<'a, V: AnyValue<'a>> AttrWriter<'a, V> {
+    fn clear(&mut self) {
+        self.kvs.clear();
+    }
+
+    fn push_kv(&mut self, key: &'a [u8], value: V) {
+        self.kvs.push(RawKv { key, value });
     }
 
     fn resolve_duplicates(&mut self) {
@@ -222,7 +239,7 @@ impl<'a> AttrWriter<'a> {
                 continue;
             }
             keys.push_bytes(kv.key);
-            if kv.value.is_empty() {
+            if kv.value.is_absent() {
                 values.push_null();
             } else {
                 append_value(&kv.value, values, &mut self.scratch, opts, stats)
@@ -249,7 +266,7 @@ impl<'a> AttrWriter<'a> {
             let key_start = entries.begin();
             push_utf8(entries.text(), kv.key, stats);
             let value_start = entries.text().len();
-            let has_value = !kv.value.is_empty()
+            let has_value = !kv.value.is_absent()
                 && render_value(&kv.value, entries.text(), opts, stats)
                     .map_err(|e| e.within("value", None).within("attributes", Some(i)))?;
             if has_value && entries.cap_last_value(value_start, opts.max_value_bytes) {

@@ -9,7 +9,7 @@ use super::{
 use crate::error::{DecodeError, Error};
 use crate::schema::{SPAN_KINDS, STATUS_CODES};
 
-const ENVELOPE: Envelope = Envelope {
+pub(super) const ENVELOPE: Envelope = Envelope {
     resources: "resource_spans",
     scopes: "scope_spans",
     records: "spans",
@@ -42,7 +42,7 @@ fn enum_value(v: u64) -> i32 {
     v as i32
 }
 
-fn valid_id(id: &[u8], len: usize) -> bool {
+pub(super) fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
 
@@ -98,48 +98,101 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             }
         }
 
-        let problem = if !valid_id(trace_id, 16) {
-            Some(("trace_id", 16, trace_id.len()))
-        } else if !valid_id(span_id, 8) {
-            Some(("span_id", 8, span_id.len()))
-        } else if !parent.is_empty() && parent.len() != 8 {
-            Some(("parent_span_id", 8, parent.len()))
-        } else {
-            None
+        let span = SpanFields {
+            trace_id,
+            span_id,
+            parent,
+            trace_state,
+            name,
+            kind: enum_value(kind),
+            start,
+            end,
+            status_code: enum_value(status_code),
+            status_message,
         };
-        if let Some((field, want, got)) = problem {
+        if !span.accept(base, stats) {
             self.attrs.clear();
-            stats.rejected += 1;
-            if stats.rejection.is_none() {
-                stats.rejection = Some(format!(
-                    "span at byte {base}: {field} must be {want} bytes and not all zero (got {got} bytes)"
-                ));
-            }
             return Ok(());
         }
-
         self.attrs.write(self.out.attributes(), self.opts, stats)?;
         if nested {
             self.events_and_links(buf, base, stats)?;
         }
+        span.append_to(&mut self.out, context, stats);
+        Ok(())
+    }
+}
 
-        let (start, end) = (nanos(start), nanos(end));
+/// One span's scalar fields as either encoding reads them (ids as raw bytes).
+pub(super) struct SpanFields<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent: &'a [u8],
+    pub trace_state: &'a [u8],
+    pub name: &'a [u8],
+    pub kind: i32,
+    pub start: u64,
+    pub end: u64,
+    pub status_code: i32,
+    pub status_message: &'a [u8],
+}
+
+/// Counts a rejected span; the first rejection says why, for `partial_success`.
+pub(super) fn reject(
+    stats: &mut DecodeStats,
+    at: usize,
+    field: &str,
+    want: usize,
+    got: impl std::fmt::Display,
+) {
+    stats.rejected += 1;
+    if stats.rejection.is_none() {
+        stats.rejection = Some(format!(
+            "span at byte {at}: {field} must be {want} bytes and not all zero (got {got})"
+        ));
+    }
+}
+
+impl SpanFields<'_> {
+    /// Whether the ids make a valid span; a span that is not is counted as rejected.
+    pub(super) fn accept(&self, at: usize, stats: &mut DecodeStats) -> bool {
+        let problem = if !valid_id(self.trace_id, 16) {
+            Some(("trace_id", 16, self.trace_id.len()))
+        } else if !valid_id(self.span_id, 8) {
+            Some(("span_id", 8, self.span_id.len()))
+        } else if !self.parent.is_empty() && self.parent.len() != 8 {
+            Some(("parent_span_id", 8, self.parent.len()))
+        } else {
+            None
+        };
+        match problem {
+            Some((field, want, got)) => {
+                reject(stats, at, field, want, format_args!("{got} bytes"));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Appends the span; its attributes, events and links were written already.
+    pub(super) fn append_to(&self, out: &mut SpansBuilder, context: u32, stats: &mut DecodeStats) {
+        let (start, end) = (nanos(self.start), nanos(self.end));
         let duration = if end >= start {
             end - start
         } else {
             stats.negative_durations += 1;
             0
         };
-        let tid = Hex::new(trace_id);
-        let sid = Hex::new(span_id);
-        let pid = Hex::new(parent);
+        let tid = Hex::new(self.trace_id);
+        let sid = Hex::new(self.span_id);
+        let pid = Hex::new(self.parent);
         let row = SpanRow {
             trace_id: tid.as_bytes(),
             span_id: sid.as_bytes(),
-            parent_span_id: valid_id(parent, 8).then(|| pid.as_bytes()),
-            trace_state: opt(trace_state),
-            name,
-            kind: usize::try_from(enum_value(kind))
+            parent_span_id: valid_id(self.parent, 8).then(|| pid.as_bytes()),
+            trace_state: opt(self.trace_state),
+            name: self.name,
+            kind: usize::try_from(self.kind)
                 .ok()
                 .and_then(|k| SPAN_KINDS.get(k))
                 .copied()
@@ -147,15 +200,14 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             start,
             end,
             duration,
-            status_code: usize::try_from(enum_value(status_code))
+            status_code: usize::try_from(self.status_code)
                 .ok()
                 .and_then(|k| STATUS_CODES.get(k))
                 .copied()
                 .unwrap_or(STATUS_CODES[0]),
-            status_message: opt(status_message),
+            status_message: opt(self.status_message),
         };
-        self.out.append(&row, context);
-        Ok(())
+        out.append(&row, context);
     }
 }
 

@@ -15,6 +15,7 @@ mod differential;
 mod encodings;
 mod expect;
 mod gen;
+mod json;
 mod malformed;
 mod rng;
 mod wire;
