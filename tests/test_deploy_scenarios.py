@@ -394,7 +394,7 @@ def test_watch_loop_fires_then_keeps_watching_until_interrupted(lake: Path, tmp_
         out, err = proc.communicate(timeout=30)
     assert sorted(_lines(fired)) == ["checkout", "search"], err
     assert out.startswith("watching ") and out.count("regression: ") == 2
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
 
 
 def _lines(path: Path) -> list[str]:

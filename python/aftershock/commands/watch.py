@@ -63,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
             lake.refresh()
             for v in watcher.check(deploy_verdicts(lake.duckdb())):
                 print(f"regression: {v.service} {v.version}: {v.explanation}", flush=True)
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
+        except RuntimeError as e:
+            # Ctrl-C during a query: DuckDB catches the SIGINT and raises this instead.
+            if "interrupted" in str(e).lower():
+                raise KeyboardInterrupt from None
+            raise
         except (duckdb.Error, OSError) as e:
             if args.once:
                 raise CliError(f"could not evaluate deploys: {e}", exit_code=1) from None

@@ -24,6 +24,7 @@ MAX_DISTINCT_VALUES = 50
 MAX_SUSPECTS = 5
 #: A suspect must account for at least this share of the candidate's errors.
 MIN_SHARE = 0.2
+GROUP_ORDER = {"span_name": 1, "exception.type": 2, "status_message": 3}
 
 
 def suspects(
@@ -87,9 +88,11 @@ def suspects(
                 p = evidence.binomial_sf(k, n_cand, p0)
                 tests.append((p, attribute, value, k / n_cand))
     rejected = evidence.benjamini_hochberg([t[0] for t in tests], FDR)
+    # Who is affected (attribute values) first, then where (span names), then what
+    # (exception types, messages); within each, the strongest evidence first.
     found = sorted(
         (t for t, r in zip(tests, rejected, strict=True) if r and t[3] >= MIN_SHARE),
-        key=lambda t: (t[0], -t[3]),
+        key=lambda t: (GROUP_ORDER.get(t[1], 0), t[0], -t[3]),
     )
     return [
         {"attribute": a, "value": v, "share_of_errors": round(share, 4)}

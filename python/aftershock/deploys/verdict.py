@@ -680,14 +680,20 @@ class _Evaluation:
             suspects = attribution.suspects(
                 self.con, d, w.start_min, w.until, self.errors, self.w.kinds
             )
-            what = "; ".join(_describe(sig) for sig in signals)
+            what = "; ".join(_describe(sig, self.new_types) for sig in signals)
             where = ""
             if suspects:
                 top = suspects[0]
                 where = (
                     f" Errors concentrate on {top['attribute']}={top['value']}"
-                    f" ({_fmt_pct(top['share_of_errors'])} of them)."
+                    f" ({_fmt_pct(top['share_of_errors'])} of them)"
                 )
+                exc = [
+                    x
+                    for x in suspects[1:]
+                    if x["attribute"] == "exception.type" and x["value"] not in what
+                ]
+                where += f", mostly {exc[0]['value']}." if exc else "."
             return Verdict(
                 d,
                 "regression",
@@ -830,7 +836,7 @@ class _Evaluation:
         }
 
 
-def _describe(sig: dict[str, Any]) -> str:
+def _describe(sig: dict[str, Any], new_types: dict[str, int]) -> str:
     where = f" on {sig['span_name']}" if sig.get("span_name") else ""
     if sig["kind"] == "error_rate":
         return f"error rate{where} {_fmt_pct(sig['candidate'])} vs {_fmt_pct(sig['baseline'])}"
@@ -839,7 +845,8 @@ def _describe(sig: dict[str, Any]) -> str:
             f"latency shifted{where}: {_fmt_pct(sig['candidate'])} of calls slower than the"
             f" baseline's threshold vs {_fmt_pct(sig['baseline'])}"
         )
-    return f"a new error type{where}"
+    top = max(new_types.items(), key=lambda kv: kv[1])[0] if new_types else "?"
+    return f"a new error type{where}, {top}"
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, d: Deploy, since: int | None = None) -> Verdict:
