@@ -374,3 +374,90 @@ def test_stop_commits_everything_acknowledged(tmp_path: Path) -> None:
         grpc_export(r, trace_request(f"s{i}"))
     r.stop()
     assert dict(tag_counts(tmp_path, "spans")) == {f"s{i}": 20 for i in range(5)}
+
+
+# --- OTLP/JSON (RECEIVER.md 14) ---------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "otlp-json"
+
+
+def _fixture_items(doc: dict[str, object]) -> tuple[str, int, set[str]]:
+    """The path a fixture goes to, how many records it holds and its (lowercased) trace ids."""
+    if "resourceSpans" in doc:
+        resources, scopes, items, path = "resourceSpans", "scopeSpans", "spans", "/v1/traces"
+    else:
+        resources, scopes, items, path = "resourceLogs", "scopeLogs", "logRecords", "/v1/logs"
+    records = [
+        record
+        for resource in doc[resources]  # type: ignore[attr-defined]
+        for scope in resource.get(scopes, [])
+        for record in scope.get(items, [])
+    ]
+    ids = {r["traceId"].lower() for r in records if r.get("traceId")}
+    return path, len(records), ids
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(
+        p.relative_to(FIXTURES).as_posix()
+        for p in FIXTURES.rglob("*.json")
+        if p.name != "metrics.json"
+    ),
+)
+def test_json_fixtures_all_ingest(receiver: Receiver, fixture: str) -> None:
+    raw = (FIXTURES / fixture).read_bytes()
+    path, n, ids = _fixture_items(json.loads(raw))
+    assert n > 0
+    for encoding in (None, "gzip"):
+        status, headers, body = http_post(
+            receiver, path, raw, content_type="application/json", encoding=encoding
+        )
+        assert status == 200, body
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {}
+    table = "spans" if path == "/v1/traces" else "logs"
+    assert receiver.writer is not None
+    receiver.writer.flush()
+    [(rows,)] = _count(receiver, table)
+    assert rows == 2 * n
+    import duckdb
+    from lake_workload import files
+
+    stored_ids = {
+        row[0]
+        for row in duckdb.sql(
+            "select trace_id from read_parquet($f) where trace_id is not null",
+            params={"f": files(receiver.data_dir, table)},
+        ).fetchall()
+    }
+    assert stored_ids == ids
+
+
+def test_json_partial_success_names_rejected_spans(receiver: Receiver) -> None:
+    doc = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {"traceId": "5B8EFFF798038103D269B633813FC60C",
+                             "spanId": "EEE19B7EC3C1B174", "name": "ok"},
+                            {"traceId": "00000000000000000000000000000000",
+                             "spanId": "EEE19B7EC3C1B175", "name": "zero trace id"},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }  # fmt: skip
+    status, _, body = http_post(
+        receiver, "/v1/traces", json.dumps(doc).encode(), content_type="application/json"
+    )
+    assert status == 200
+    partial = json.loads(body)["partialSuccess"]
+    assert partial["rejectedSpans"] == "1" and partial["errorMessage"]
+    assert receiver.writer is not None
+    receiver.writer.flush()
+    [(rows,)] = _count(receiver, "spans")
+    assert rows == 1
