@@ -116,6 +116,40 @@ def test_memory_budget_answers_busy_instead_of_growing(tmp_path: Path) -> None:
     assert tag_counts(tmp_path, "spans")["after"] == 20
 
 
+def test_flush_takes_bounded_slices_oldest_first(tmp_path: Path) -> None:
+    """One flush takes about a quarter of the budget, so writing Parquet never needs a
+    multiple of the budget; flush() keeps slicing until everything is committed."""
+    # 40 requests of ~110 KB decoded each: within an 8 MiB budget, over its 2 MiB slices.
+    with LakeWriter(tmp_path, background=False, max_buffer_bytes=8 << 20) as w:
+        tags = [f"s{i}" for i in range(40)]
+        for tag in tags:
+            w.ingest_traces(trace_request(tag, spans=200))
+        assert w._flush_slice()
+        committed = tag_counts(tmp_path, "spans")
+        # A prefix of the requests, each whole, and not all of them.
+        assert 0 < len(committed) < len(tags)
+        assert set(committed) == set(tags[: len(committed)])
+        assert set(committed.values()) == {200}
+        assert w.flush() > 0
+        assert w._flush_slice() is None
+    assert tag_counts(tmp_path, "spans") == dict.fromkeys(tags, 200)
+    assert rollup_calls(tmp_path) == 40 * 200
+
+
+def test_a_full_buffer_refuses_before_decoding(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, background=False, max_buffer_bytes=64 << 10) as w:
+        with pytest.raises(BusyError):
+            for i in range(1000):
+                w.ingest_traces(trace_request(f"m{i}"))
+        # A request that cannot fit is not even decoded: busy, not a decode error.
+        garbage = b"\xff" * (32 << 10)
+        with pytest.raises(BusyError):
+            w.ingest_traces(garbage)
+        w.flush()
+        with pytest.raises(aftershock.DecodeError):
+            w.ingest_traces(garbage)
+
+
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     """A writer is SIGKILLed again and again (mid-ingest, mid-flush, mid-commit,
     mid-compaction); every acknowledged request is in the tables exactly once afterwards."""

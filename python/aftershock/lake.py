@@ -47,6 +47,8 @@ COMPACT_ROW_GROUP_ROWS = 128 * 1024
 #: Files removed by compaction or retention stay on disk this long for readers still on
 #: an older snapshot, then vacuum deletes them.
 VACUUM_GRACE_HOURS = 1
+#: An explicit flush() stops after this many slices even if ingest keeps adding rows.
+MAX_FLUSH_SLICES = 64
 #: How often the flush thread looks at the buffered size between age-based flushes.
 SIZE_POLL_SECONDS = 0.1
 
@@ -222,10 +224,24 @@ class LakeWriter:
 
     def flush(self) -> int:
         """Writes and commits everything acknowledged so far; returns the rows committed."""
+        rows = 0
+        for _ in range(MAX_FLUSH_SLICES):
+            done = self._flush_slice()
+            if done is None:
+                break
+            rows += done
+        return rows
+
+    def _flush_slice(self) -> int | None:
+        """Commits the oldest buffered rows, up to a quarter of the budget (the Rust core
+        bounds each slice); returns the rows committed, or None when nothing was pending."""
         with self._commit_lock:
             start = time.perf_counter()
+            pendings = self._raw.flush()
+            if not pendings:
+                return None
             rows = 0
-            for pending in self._raw.flush():
+            for pending in pendings:
                 self._commit(pending)
                 rows += pending["rows"]
             self.last_flush_seconds = time.perf_counter() - start
@@ -267,7 +283,7 @@ class LakeWriter:
     def _flush_loop(self) -> None:
         while not self._stop.wait(self._next_wait()):
             try:
-                self.flush()
+                self._flush_slice()
             except Exception:
                 # Rows stay buffered and in the WAL; the next round writes them again.
                 self.flush_errors += 1

@@ -56,6 +56,10 @@ pub struct LakeOptions {
     pub durability: Durability,
     /// Memory for decoded rows not yet committed; beyond it ingest answers busy.
     pub max_buffer_bytes: usize,
+    /// Most decoded rows one flush takes. Writing Parquet needs memory of its own (sorted
+    /// copies, encoders), so a flush of everything buffered would need a multiple of the
+    /// budget; flushing in slices keeps the process near `max_buffer_bytes`.
+    pub max_flush_bytes: usize,
     pub decode: DecodeOptions,
     pub parquet: ParquetOptions,
     /// Each table's committed WAL sequence (its Delta `txn` version), 0 if none.
@@ -68,6 +72,7 @@ impl LakeOptions {
             data_dir: data_dir.into(),
             durability: Durability::Fsync,
             max_buffer_bytes: 512 << 20,
+            max_flush_bytes: 128 << 20,
             decode: DecodeOptions::default(),
             parquet: ParquetOptions::default(),
             committed: HashMap::new(),
@@ -144,6 +149,28 @@ impl State {
 
     fn committed(&self, table: &str) -> u64 {
         self.committed.get(table).copied().unwrap_or(0)
+    }
+
+    /// The highest sequence one flush takes: the watermark, or lower, where the rows after
+    /// every table's commit reach `max_bytes` (always at least one record).
+    fn flush_limit(&self, max_bytes: usize) -> u64 {
+        let w = self.watermark();
+        let from = TABLES.iter().map(|t| self.committed(t)).min().unwrap_or(0);
+        let mut pending: Vec<(u64, usize)> = self
+            .batches
+            .iter()
+            .filter(|b| b.seq > from && b.seq <= w)
+            .map(|b| (b.seq, b.bytes))
+            .collect();
+        pending.sort_unstable();
+        let mut total = 0usize;
+        for (seq, bytes) in pending {
+            total += bytes;
+            if total >= max_bytes {
+                return seq;
+            }
+        }
+        w
     }
 }
 
@@ -243,6 +270,18 @@ impl Lake {
     }
 
     fn ingest(&self, kind: u8, request: &[u8]) -> Result<IngestOutcome> {
+        {
+            // Refuse before decoding when the rows cannot fit: under overload the CPU is
+            // better spent on the flush that frees memory than on rows that will be
+            // refused. Decoded rows take at least as many bytes as their encoding (hex ids
+            // double, maps add offsets), so the request's size is a safe lower bound.
+            let st = self.lock()?;
+            if st.bytes + request.len() > self.opts.max_buffer_bytes && !st.batches.is_empty() {
+                return Err(Error::Busy {
+                    retry_after_ms: self.retry_after_ms(&st),
+                });
+            }
+        }
         let decoded = decode_kind(kind, request, &self.opts.decode)?;
         let mut outcome = IngestOutcome {
             accepted: decoded.stats.accepted,
@@ -318,7 +357,7 @@ impl Lake {
     pub fn flush(&self) -> Result<Vec<PendingCommit>> {
         let (watermark, spans, logs, rollup_spans, committed) = {
             let st = self.lock()?;
-            let w = st.watermark();
+            let w = st.flush_limit(self.opts.max_flush_bytes);
             let pick = |table: &str, after: u64| -> Vec<RecordBatch> {
                 st.batches
                     .iter()

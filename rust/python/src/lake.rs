@@ -95,6 +95,7 @@ impl RawLake {
         let mut opts = LakeOptions::new(data_dir);
         opts.durability = durability;
         opts.max_buffer_bytes = max_buffer_bytes;
+        opts.max_flush_bytes = (max_buffer_bytes / 4).max(1);
         opts.committed = committed;
         let (lake, report) = run(py, || Lake::open(opts))?;
         let report = HashMap::from([
