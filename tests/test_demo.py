@@ -120,3 +120,27 @@ def test_a_previous_demos_data_is_replaced(tmp_path: Path) -> None:
     with pytest.raises(CliError):
         prepare_data_dir(tmp_path)
     assert (tmp_path / "important").is_dir()
+
+
+def test_python_api_and_sql_view_agree_with_the_cli(demo: tuple[Path, str, float]) -> None:
+    import aftershock as aftershock_pkg
+
+    data, _, _ = demo
+    cli = json.loads(aftershock("deploys", "--data", str(data), "--json").stdout)
+    lake = aftershock_pkg.open(data)
+    assert [v.to_json() for v in lake.deploys()] == cli
+    view = lake.sql("select service, version, verdict, signals from deploys order by started_at")
+    assert view.rows() == [
+        (v["service"], v["version"], v["verdict"], json.dumps(v["signals"])) for v in cli
+    ]
+    con = lake.duckdb()
+    [(n,)] = con.sql("select count(*) from deploys where verdict = 'regression'").fetchall()
+    assert n == 1
+    result = aftershock(
+        "sql", "--data", str(data), "--format", "json", "select service, verdict from deploys"
+    )
+    assert result.returncode == 0, result.stderr
+    assert {(r["service"], r["verdict"]) for r in json.loads(result.stdout)} == {
+        ("frontend", "healthy"),
+        ("checkout", "regression"),
+    }

@@ -18,6 +18,7 @@ records; inside the files, row groups are pruned by their Parquet statistics.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import threading
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import duckdb
@@ -36,6 +37,9 @@ from deltalake import DeltaTable
 from aftershock import _core
 from aftershock.errors import AftershockError, StorageError
 from aftershock.lake import PARTITION_COLUMN, table_schema
+
+if TYPE_CHECKING:
+    from aftershock.deploys import Verdict
 
 #: The views every connection gets, in this order.
 VIEWS: tuple[str, ...] = ("spans", "logs", "rollups", "markers")
@@ -244,6 +248,49 @@ def with_utc_timestamps(table: pa.Table) -> pa.Table:
     """
     schema = pa.schema([f.with_type(map_timestamps(f.type, _utc)) for f in table.schema])
     return table if schema == table.schema else table.cast(schema)
+
+
+#: A query that names the ``deploys`` view gets it computed for its snapshot first.
+_DEPLOYS_REFERENCE = re.compile(r"\bdeploys\b", re.IGNORECASE)
+
+#: Columns of the ``deploys`` view: the verdict JSON's keys, with signals and suspects as
+#: JSON text (DuckDB's ``->>`` and ``json_extract`` read them).
+DEPLOYS_SCHEMA = pa.schema(
+    [
+        ("service", pa.string()),
+        ("environment", pa.string()),
+        ("version", pa.string()),
+        ("previous_version", pa.string()),
+        ("started_at", pa.timestamp("ns", tz="UTC")),
+        ("completed_at", pa.timestamp("ns", tz="UTC")),
+        ("source", pa.string()),
+        ("rollout", pa.string()),
+        ("verdict", pa.string()),
+        ("signals", pa.string()),
+        ("suspects", pa.string()),
+        ("decided_at", pa.timestamp("ns", tz="UTC")),
+        ("explanation", pa.string()),
+    ]
+)
+
+
+def register_deploys(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)creates the ``deploys`` view on ``con``: every detected deploy and its verdict,
+    judged over the snapshot the connection's other views read."""
+    from aftershock.deploys import deploy_verdicts
+
+    rows = [v.to_json() for v in deploy_verdicts(con)]
+    columns: dict[str, list[Any]] = {name: [] for name in DEPLOYS_SCHEMA.names}
+    for row in rows:
+        for name in DEPLOYS_SCHEMA.names:
+            value = row[name]
+            if name in ("signals", "suspects"):
+                value = json.dumps(value)
+            elif name.endswith("_at") and value is not None:
+                value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            columns[name].append(value)
+    con.register("__aftershock_deploys", pa.table(columns, schema=DEPLOYS_SCHEMA))
+    con.execute("CREATE OR REPLACE VIEW deploys AS SELECT * FROM __aftershock_deploys")
 
 
 def install_views(
@@ -517,19 +564,27 @@ class Lake:
         return self._snapshots[table]
 
     def duckdb(
-        self, *, since: TimeLike | None = None, until: TimeLike | None = None
+        self,
+        *,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        deploys: bool = True,
     ) -> duckdb.DuckDBPyConnection:
-        """A new DuckDB connection with the views ``spans``, ``logs``, ``rollups`` and
-        ``markers`` over the pinned snapshot (one version of each table, fixed for the life
-        of the connection) and the rollup macros ``sketch_quantile``/``sketch_merge``.
+        """A new DuckDB connection with the views ``spans``, ``logs``, ``rollups``,
+        ``markers`` and ``deploys`` over the pinned snapshot (one version of each table,
+        fixed for the life of the connection) and the rollup macros
+        ``sketch_quantile``/``sketch_merge``.
 
         With ``since``/``until`` the views hold only that time window, and read only the
-        files that may hold it.
+        files that may hold it. ``deploys`` judges every deploy when the connection is made
+        (about a second on a large lake); ``deploys=False`` leaves that view out.
         """
         with self._lock:
             con = connect()
             install_views(con, self._snapshots, parse_time(since), parse_time(until))
-            return con
+        if deploys:
+            register_deploys(con)
+        return con
 
     def sql(
         self,
@@ -564,8 +619,18 @@ class Lake:
             if key != self._views_key:
                 self.files_read = install_views(self._con, self._snapshots, lo, hi)
                 self._views_key = key
+            if _DEPLOYS_REFERENCE.search(query):
+                register_deploys(self._con)
             rel = self._con.sql(query, params=params)
             return pa.table({}) if rel is None else with_utc_timestamps(rel.to_arrow_table())
+
+    def deploys(self, service: str | None = None) -> list[Verdict]:
+        """The deploys detected in the latest snapshot with their verdicts, oldest first
+        (``.service``, ``.version``, ``.verdict``, ``.to_json()``: see CONTRACT.md)."""
+        from aftershock.deploys import deploy_verdicts
+
+        self.refresh()
+        return deploy_verdicts(self.duckdb(deploys=False), service)
 
     def _frame(
         self,

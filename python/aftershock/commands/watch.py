@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     while True:
         try:
             lake.refresh()
-            for v in watcher.check(deploy_verdicts(lake.duckdb())):
+            for v in watcher.check(deploy_verdicts(lake.duckdb(deploys=False))):
                 print(f"regression: {v.service} {v.version}: {v.explanation}", flush=True)
         except duckdb.InterruptException:
             raise KeyboardInterrupt from None

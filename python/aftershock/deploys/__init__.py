@@ -35,4 +35,4 @@ def connect(data_dir: Path | str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over one snapshot of the data directory's tables."""
     from aftershock.query import open as open_lake
 
-    return open_lake(data_dir).duckdb()
+    return open_lake(data_dir).duckdb(deploys=False)
