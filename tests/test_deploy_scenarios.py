@@ -39,7 +39,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode  # noqa: E402
 
 import aftershock  # noqa: E402
 from aftershock.deploys import connect, deploy_verdicts  # noqa: E402
-from aftershock.deploys.service import deploy_service_handler  # noqa: E402
 
 MINUTE = 60_000_000_000
 CANARY_AT, COMPLETE_AT, END = 30, 60, 90
@@ -203,7 +202,6 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         metrics=None,
         durability="os",
         flush_interval=0.2,
-        extra_grpc_handlers=(deploy_service_handler(data),),
     )
     with receiver_mod.Receiver(data, options) as receiver:
         port = receiver.ports["otlp_grpc"]

@@ -244,6 +244,14 @@ def test_http_busy_is_503_with_retry_after(tmp_path: Path) -> None:
         r.stop()
 
 
+def test_http_empty_bodies_are_empty_requests(receiver: Receiver) -> None:
+    for media, empty in (("application/x-protobuf", b""), ("application/json", b"")):
+        status, _, _ = http_post(receiver, "/v1/traces", empty, content_type=media)
+        assert status == 200
+    status, _, body = http_post(receiver, "/v1/logs", b"{}", content_type="application/json")
+    assert (status, json.loads(body)) == (200, {})
+
+
 def test_http_json_error_bodies_are_json(receiver: Receiver) -> None:
     status, headers, body = http_post(
         receiver, "/v1/traces", b"{not json", content_type="application/json"
@@ -461,3 +469,28 @@ def test_json_partial_success_names_rejected_spans(receiver: Receiver) -> None:
     receiver.writer.flush()
     [(rows,)] = _count(receiver, "spans")
     assert rows == 1
+
+
+def test_deploy_markers_over_the_otlp_grpc_port_need_the_token_too(tmp_path: Path) -> None:
+    from aftershock.deploys import deploy_pb2, deploy_pb2_grpc
+
+    r = start_receiver(tmp_path, auth_token="s3cret")
+    try:
+        request = deploy_pb2.MarkDeployRequest(
+            service="checkout", version="2.4.0", environment="prod", time_unix_nano=10**18
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{r.ports['otlp_grpc']}") as ch:
+            stub = deploy_pb2_grpc.DeployServiceStub(ch)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.MarkDeploy(request, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            reply = stub.MarkDeploy(
+                request, timeout=10, metadata=(("authorization", "Bearer s3cret"),)
+            )
+        assert reply.time_unix_nano == 10**18
+    finally:
+        r.stop()
+    import aftershock
+
+    markers = aftershock.open(tmp_path).sql("select service_name, service_version from markers")
+    assert markers.rows() == [("checkout", "2.4.0")]

@@ -1,7 +1,8 @@
 """The receive stage: `aftershock serve` as an object you can run in-process.
 
 :class:`Receiver` opens the lake writer (replaying its WAL before anything is accepted),
-then serves OTLP/gRPC, OTLP/HTTP and Prometheus metrics. ``stop()`` is the graceful
+then serves OTLP/gRPC (with this project's ``DeployService`` for deploy markers on the same
+port), OTLP/HTTP and Prometheus metrics. ``stop()`` is the graceful
 shutdown: refuse new requests, let those in progress finish, commit everything, release.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from aftershock.deploys.service import deploy_service_handler
 from aftershock.lake import LakeWriter
 from aftershock.receiver.auth import BearerToken
 from aftershock.receiver.ingest import Ingestor
@@ -130,7 +132,7 @@ class Receiver:
                 workers=opts.workers,
                 token=token,
                 credentials=creds,
-                extra_handlers=opts.extra_grpc_handlers,
+                extra_handlers=(deploy_service_handler(self.data_dir), *opts.extra_grpc_handlers),
             )
             self.ports["otlp_grpc"] = self._grpc.bind(opts.otlp_grpc)
             self._grpc.start()

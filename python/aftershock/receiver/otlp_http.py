@@ -159,6 +159,9 @@ class HttpListener:
         return handle
 
     def _export(self, signal: Signal, body: bytes, as_json: bool) -> tuple[int, str | None]:
+        if not body:
+            # An empty body is an empty request in either encoding: success, nothing stored.
+            return 0, None
         return self.ingestor.export(signal, body, json=as_json, transport="http")
 
     async def _body(self, request: web.Request) -> bytes:
