@@ -6,7 +6,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from aftershock.decode import decode_logs, decode_traces, table_schema
-from aftershock.errors import AftershockError, DecodeError, StorageError
+from aftershock.errors import (
+    AftershockError,
+    BusyError,
+    DecodeError,
+    LakeNotFoundError,
+    StorageError,
+    TraceNotFoundError,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,8 +36,11 @@ def open(path: str | Path) -> Lake:
 
 __all__ = [
     "AftershockError",
+    "BusyError",
     "DecodeError",
+    "LakeNotFoundError",
     "StorageError",
+    "TraceNotFoundError",
     "__version__",
     "decode_logs",
     "decode_traces",

@@ -35,3 +35,11 @@ class BusyError(AftershockError):
     """
 
     retry_after_ms: int = 1000
+
+
+class LakeNotFoundError(StorageError, FileNotFoundError):
+    """The data directory given to ``aftershock.open`` does not exist (or is not a directory)."""
+
+
+class TraceNotFoundError(AftershockError, LookupError):
+    """No span of the requested trace is in the lake."""

@@ -35,7 +35,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from aftershock import _core
-from aftershock.errors import AftershockError, StorageError
+from aftershock.errors import LakeNotFoundError, TraceNotFoundError
 from aftershock.lake import PARTITION_COLUMN, table_schema
 
 if TYPE_CHECKING:
@@ -63,14 +63,6 @@ TimeLike = str | dt.datetime | dt.date | dt.timedelta
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _UNIT_SECONDS["w"] = 7 * 86400
-
-
-class LakeNotFoundError(StorageError, FileNotFoundError):
-    """The data directory given to :func:`open` does not exist (or is not a directory)."""
-
-
-class TraceNotFoundError(AftershockError, LookupError):
-    """No span of the requested trace is in the lake."""
 
 
 def parse_time(value: TimeLike | None, now: dt.datetime | None = None) -> dt.datetime | None:
