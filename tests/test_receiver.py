@@ -389,6 +389,11 @@ def test_stop_commits_everything_acknowledged(tmp_path: Path) -> None:
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "otlp-json"
 
 
+def test_the_shared_fixtures_are_there() -> None:
+    # Without them the parametrized test below would silently collect nothing.
+    assert len(list(FIXTURES.rglob("*.json"))) >= 10
+
+
 def _fixture_items(doc: dict[str, object]) -> tuple[str, int, set[str]]:
     """The path a fixture goes to, how many records it holds and its (lowercased) trace ids."""
     if "resourceSpans" in doc:
