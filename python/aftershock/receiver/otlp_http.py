@@ -34,6 +34,9 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 #: zlib ``wbits`` for each accepted Content-Encoding (``deflate`` is tried as zlib, then raw).
 ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+#: Time a client gets to send its whole body (aiohttp has no such limit); a slower one gets
+#: 408, so a client trickling its body cannot hold a connection and a buffer forever.
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -174,9 +177,16 @@ class HttpListener:
                 http_status=400,
             )
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_SECONDS)
         except web.HTTPRequestEntityTooLarge:
             raise too_large(self.limit) from None
+        except TimeoutError:
+            raise Refusal(
+                "timeout",
+                f"request body not received within {BODY_TIMEOUT_SECONDS:g} s",
+                grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                http_status=408,
+            ) from None
         if encoding in ENCODINGS:
             loop = asyncio.get_running_loop()
             body = await loop.run_in_executor(self.pool, decompress, body, encoding, self.limit)
@@ -184,7 +194,9 @@ class HttpListener:
 
 
 #: Refusals that happen before the ingestor sees the request, so HTTP counts them itself.
-_COUNTED_HERE = frozenset({"unauthenticated", "unsupported_media", "bad_encoding", "too_large"})
+_COUNTED_HERE = frozenset(
+    {"unauthenticated", "unsupported_media", "bad_encoding", "too_large", "timeout"}
+)
 
 
 def _error_response(refusal: Refusal, as_json: bool) -> web.Response:
