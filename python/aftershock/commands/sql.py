@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Adds ``aftershock sql``."""
     p = subparsers.add_parser(
         "sql",
-        help="run DuckDB SQL over spans, logs, rollups and markers",
+        help="run DuckDB SQL over spans, logs, rollups, markers and deploys",
         description=(
             "Runs DuckDB SQL over the views spans, logs, rollups and markers (one consistent "
             "snapshot). Latency quantiles from rollups: "
