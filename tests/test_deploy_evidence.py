@@ -41,6 +41,61 @@ def test_combined_eprocess_tests_candidate_only_minutes_against_the_bound() -> N
     assert np.allclose(unbounded, 1.0)
 
 
+def test_pair_baseline_takes_disjoint_recent_blocks_by_calls() -> None:
+    pre_c = np.array([100.0, 100.0, 100.0, 100.0, 100.0])
+    pre_e = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    c = np.array([50.0, 0.0, 50.0, 50.0, 50.0])
+    only = np.array([True, True, True, False, True])
+    bc, be = evidence.pair_baseline(pre_c, pre_e, c, only, ratio=3.0)
+    # Most recent first, until the blocks so far hold 3x the candidate's calls so far
+    # (150, 300, 450), none when the minute has no calls or a concurrent baseline.
+    assert bc.tolist() == [200.0, 0.0, 100.0, 0.0, 200.0]
+    assert be.tolist() == [9.0, 0.0, 3.0, 0.0, 3.0]
+    # At least one minute per block; nothing once the window is used up.
+    bc, be = evidence.pair_baseline(pre_c[:2], pre_e[:2], np.full(4, 10.0), np.ones(4, bool))
+    assert bc.tolist() == [100.0, 100.0, 0.0, 0.0]
+    assert be.tolist() == [2.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("rate", [0.002, 0.01, 0.05])
+def test_paired_before_after_is_a_test_martingale_under_the_null(rate: float) -> None:
+    """Whatever the baseline's rate, the paired cut-over e-process has mean <= 1 at a fixed
+    time and rarely ever reaches 1/alpha (no bound needed while blocks last)."""
+    rng = np.random.default_rng(int(rate * 1000))
+    sims, steps = 3_000, 12
+    finals, ever = [], 0
+    for _ in range(sims):
+        pc = rng.poisson(300, 60).astype(float)
+        pe = rng.binomial(pc.astype(int), rate).astype(float)
+        cc = rng.poisson(300, steps).astype(float)
+        ce = rng.binomial(cc.astype(int), rate).astype(float)
+        zeros = np.zeros(steps)
+        paired = evidence.pair_baseline(pc, pe, cc, np.ones(steps, dtype=bool))
+        e = evidence.combined_eprocess(cc, ce, zeros, zeros, math.inf, paired)
+        finals.append(e[-1])
+        ever += bool((e >= 20).any())
+    assert np.mean(finals) < 1.1
+    assert ever / sims <= 1 / 20
+
+
+def test_paired_before_after_catches_a_2x_cutover_within_minutes() -> None:
+    rng = np.random.default_rng(3)
+    delays = []
+    for _ in range(200):
+        pc = rng.poisson(300, 60).astype(float)
+        pe = rng.binomial(pc.astype(int), 0.01).astype(float)
+        cc = rng.poisson(300, 60).astype(float)
+        ce = rng.binomial(cc.astype(int), 0.02).astype(float)
+        zeros = np.zeros(60)
+        bound = evidence.poisson_upper_bound(pe.sum(), pc.sum())
+        paired = evidence.pair_baseline(pc, pe, cc, np.ones(60, dtype=bool))
+        e = evidence.combined_eprocess(cc, ce, zeros, zeros, bound, paired)
+        i = evidence.first_crossing(e, 200)
+        delays.append(60 if i is None else i + 1)
+    assert np.median(delays) <= 9
+    assert np.mean(np.array(delays) < 60) >= 0.97
+
+
 @pytest.mark.parametrize("mu", [0.5, 3.0, 40.0, 400.0])
 def test_poisson_upper_bound_covers_the_rate(mu: float) -> None:
     rng = np.random.default_rng(int(mu))

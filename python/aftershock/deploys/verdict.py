@@ -303,13 +303,39 @@ class _Window:
             out[key] = (self._zeros(), self._zeros())
         out[key][0 if cand else 1][i] += n
 
+    def _sums(
+        self,
+        out: dict[str, tuple[Array, Array]],
+        minute: list[int],
+        cand: list[bool],
+        name: list[str],
+        n: list[float],
+    ) -> None:
+        """Adds counts per minute into ``out`` for ``*`` and per span name (in order of
+        first appearance), candidate and baseline apart."""
+        size = len(self.minutes)
+        i = (np.asarray(minute, dtype=np.int64) - self.since) // MINUTE_NS
+        c = np.asarray(cand, dtype=bool)
+        w = np.asarray(n, dtype=np.float64)
+        names = np.asarray(name, dtype=object)
+        for key in (ALL, *(k for k in dict.fromkeys(name) if k != ALL)):
+            sel = np.ones(len(i), dtype=bool) if key == ALL else names == key
+            sums = [
+                np.asarray(np.bincount(i[m], weights=w[m], minlength=size), dtype=np.float64)
+                for m in (sel & c, sel & ~c)
+            ]
+            if key in out:
+                out[key][0][:] += sums[0]
+                out[key][1][:] += sums[1]
+            else:
+                out[key] = (sums[0], sums[1])
+
     def calls(self) -> dict[str, tuple[Array, Array]]:
         """Calls per span name (and ``*``): candidate and baseline arrays."""
         out: dict[str, tuple[Array, Array]] = {ALL: (self._zeros(), self._zeros())}
-        for m, cand, name, _kind, n in self._calls:
-            i = self._index(m)
-            self._add(out, ALL, cand, i, n)
-            self._add(out, name, cand, i, n)
+        if self._calls:
+            m, cand, name, _kind, n = (list(col) for col in zip(*self._calls, strict=True))
+            self._sums(out, m, cand, name, n)
         return out
 
     def thresholds(self) -> dict[str, list[int]]:
@@ -340,13 +366,14 @@ class _Window:
         out: list[dict[str, tuple[Array, Array]]] = [
             {ALL: (self._zeros(), self._zeros())} for _ in LATENCY_QUANTILES
         ]
-        sums: dict[tuple[int, str, bool, int], int] = {}
-        for m, cand, name, kind, qi, n in rows:
-            if kind in self.kinds and n:
-                for key in ((qi, ALL, cand, m), (qi, name, cand, m)):
-                    sums[key] = sums.get(key, 0) + n
-        for (qi, name, cand, m), n in sums.items():
-            self._add(out[qi], name, cand, self._index(m), n)
+        by_q: list[list[Any]] = [[] for _ in LATENCY_QUANTILES]
+        for row in rows:
+            if row[3] in self.kinds and row[5]:
+                by_q[row[4]].append(row)
+        for qi, q_rows in enumerate(by_q):
+            if q_rows:
+                m, cand, name, _kind, _qi, n = (list(col) for col in zip(*q_rows, strict=True))
+                self._sums(out[qi], m, cand, name, n)
         return out
 
     def series(
@@ -361,15 +388,22 @@ class _Window:
             out[name] = _Series(cc, np.minimum(ce, cc), bc, np.minimum(be, bc))
         return out
 
-    def test(self, family: dict[str, _Series]) -> _Test:
+    def test(self, family: dict[str, _Series], paired: bool = False) -> _Test:
         """The e-process of a family: split design while both versions serve, before/after
-        for candidate-only minutes, over all spans and per span name."""
+        for candidate-only minutes, over all spans and per span name.
+
+        Before/after compares with an upper bound on the rate before the deploy or, with
+        ``paired``, first with disjoint blocks of the minutes before it (exact, and much
+        sharper). Pairing needs events that do not depend on the baseline's data: errors,
+        not calls slower than thresholds taken from the same minutes."""
         post = self.post
         per: dict[str, Array] = {}
         for name, s in family.items():
             args = (s.cc[post], s.ce[post], s.bc[post], s.be[post])
-            bound = evidence.poisson_upper_bound(s.be[self.pre].sum(), s.bc[self.pre].sum())
-            per[name] = evidence.combined_eprocess(*args, bound)
+            pre_c, pre_e = s.bc[self.pre], s.be[self.pre]
+            bound = evidence.poisson_upper_bound(pre_e.sum(), pre_c.sum())
+            blocks = evidence.pair_baseline(pre_c, pre_e, args[0], args[2] == 0) if paired else None
+            per[name] = evidence.combined_eprocess(*args, bound, blocks)
         names = [n for n in per if n != ALL] or [ALL]
         return _Test(_combine(per), {n: per[n] for n in names}, family, post)
 
@@ -521,7 +555,7 @@ class _Evaluation:
                 self.w._add(own, ALL, e.version == d.version, self.w._index(e.minute), 1)
                 self.w._add(own, e.span_name, e.version == d.version, self.w._index(e.minute), 1)
         self.err_family = self.w.series(self.calls, own)
-        self.err = self.w.test(self.err_family)
+        self.err = self.w.test(self.err_family, paired=True)
         self.thresholds = self.w.thresholds()
         self.lat_families = [self.w.series(self.calls, s) for s in self.w.slow(slow_rows)]
         lat_tests = [self.w.test(f) for f in self.lat_families]
@@ -778,7 +812,11 @@ class _Evaluation:
         s = self.err_family[name or ALL]
         upto = self.w.post.copy()
         upto[np.flatnonzero(self.w.post)[i + 1 :]] = False
-        design = "canary/baseline split" if s.bc[upto].sum() else "before/after"
+        design = (
+            "canary/baseline split"
+            if s.bc[upto].sum()
+            else "before/after against blocks of the hour before the deploy"
+        )
         return {
             "kind": "error_rate",
             "span_name": name,
