@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import resource
 import ssl
 import threading
 from collections.abc import Coroutine
@@ -72,6 +73,23 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def raise_descriptor_limit() -> int:
+    """Raises this process's soft limit on open files to its hard limit; returns it.
+
+    Every client connection is a descriptor, and the usual soft limit of 1024 lets about a
+    thousand idle connections starve the listeners and the lake's own files.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
+
+
 class Receiver:
     """An OTLP receiver writing into the lake at ``data_dir``."""
 
@@ -96,6 +114,7 @@ class Receiver:
             if address is not None:
                 split_address(address)
         token = BearerToken(opts.auth_token) if opts.auth_token is not None else None
+        raise_descriptor_limit()
         self.writer = LakeWriter(
             self.data_dir,
             durability=opts.durability,

@@ -33,6 +33,8 @@ from aftershock.receiver.metrics import ReceiverMetrics
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 #: zlib ``wbits`` for each accepted Content-Encoding (``deflate`` is tried as zlib, then raw).
+#: Seconds an idle HTTP keep-alive connection is kept open.
+KEEPALIVE_SECONDS = 75.0
 ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 #: Time a client gets to send its whole body (aiohttp has no such limit); a slower one gets
 #: 408, so a client trickling its body cannot hold a connection and a buffer forever.
@@ -108,6 +110,9 @@ class HttpListener:
             handle_signals=False,
             auto_decompress=False,
             shutdown_timeout=10.0,
+            # Idle keep-alive connections are closed after this long (aiohttp's default is
+            # an hour); each one holds a descriptor.
+            keepalive_timeout=KEEPALIVE_SECONDS,
         )
         await runner.setup()
         site = web.TCPSite(
