@@ -231,7 +231,8 @@ def _fetch_slow(
     specs: list[_Spec],
     thresholds: dict[int, dict[str, list[int]]],
 ) -> dict[int, list[Any]]:
-    """For every window at once: calls slower than each latency threshold, per minute."""
+    """For every window at once: calls slower than each latency threshold, per minute
+    (minutes without any are left out)."""
     import pyarrow as pa
 
     th = [
@@ -256,15 +257,12 @@ def _fetch_slow(
     )
     try:
         rows = con.execute(
-            f"""select w.idx, epoch_ns(r.minute), {_CAND}, r.span_name, r.span_kind, th.qi,
-                       sum(list_sum(list_transform(
-                           list_filter(r.latency_sketch, lambda e: e.bucket > th.b),
-                           lambda e: e.count)))
-                from {table} r
-                join {name} w on r.service_name = w.service
-                             and r.deployment_environment is not distinct from w.env
-                join _aftershock_th th on th.idx = w.idx and th.span_name = r.span_name
-                where r.minute >= {_ts("w.since")} and r.minute < {_ts("w.until")}
+            f"""select idx, epoch_ns(minute), cand, span_name, span_kind, th.qi, sum(e.count)
+                from (select w.idx, r.minute, {_CAND} as cand, r.span_name, r.span_kind,
+                             unnest(r.latency_sketch) as e
+                      from {_join(table, name)}) u
+                join _aftershock_th th using (idx, span_name)
+                where e.bucket > th.b
                 group by all"""
         ).fetchall()
     finally:
