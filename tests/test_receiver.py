@@ -499,3 +499,19 @@ def test_deploy_markers_over_the_otlp_grpc_port_need_the_token_too(tmp_path: Pat
 
     markers = aftershock.open(tmp_path).sql("select service_name, service_version from markers")
     assert markers.rows() == [("checkout", "2.4.0")]
+
+
+def test_metrics_count_repaired_values(receiver: Receiver) -> None:
+    from otlp_wire import any_string, f_len, key_value
+
+    big = key_value(b"big", any_string(b"x" * 20_000))  # over the 8 KiB value cap
+    body = wire_trace_request(
+        wire_resource_spans(
+            scope_spans(span(b"\x01" * 16, b"\x02" * 8, name=b"bad \xff name", extra=f_len(9, big)))
+        )
+    )
+    assert grpc_export(receiver, body) == b""
+    text = metrics_text(receiver)
+    name = "aftershock_receiver_repaired_values_total"
+    assert metric(text, name, transport="grpc", kind="invalid_utf8") == 1
+    assert metric(text, name, transport="grpc", kind="truncated_values") == 1

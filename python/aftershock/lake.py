@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class IngestResult:
     accepted: int
     rejected: int
     error_message: str | None
+    #: Values repaired on the way in, by kind: ``invalid_utf8``, ``truncated_values``,
+    #: ``depth_capped``, ``negative_durations`` (see the decode rules in the README).
+    repairs: dict[str, int] = field(default_factory=dict)
 
 
 def table_schema(table: str) -> pa.Schema:

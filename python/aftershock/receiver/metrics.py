@@ -52,6 +52,13 @@ class ReceiverMetrics:
                 registry=r,
             ),
         }
+        self._repaired = Counter(
+            "aftershock_receiver_repaired_values",
+            "Values stored repaired: invalid UTF-8 replaced, values cut to the size cap, "
+            "nesting cut at the depth cap, negative durations clamped to 0.",
+            ["transport", "kind"],
+            registry=r,
+        )
         self._refused_requests = Counter(
             "aftershock_receiver_refused_requests",
             "Export requests refused as a whole, by reason.",
@@ -99,11 +106,21 @@ class ReceiverMetrics:
             self._gauges.append(gauge)
         writer.on_flush = self.flush_duration.observe
 
-    def stored(self, transport: str, signal: Signal, accepted: int, rejected: int) -> None:
+    def stored(
+        self,
+        transport: str,
+        signal: Signal,
+        accepted: int,
+        rejected: int,
+        repairs: dict[str, int] | None = None,
+    ) -> None:
         """Counts one stored request."""
         self._accepted[signal.records].labels(transport).inc(accepted)
         if rejected:
             self._refused[signal.records].labels(transport).inc(rejected)
+        for kind, n in (repairs or {}).items():
+            if n:
+                self._repaired.labels(transport, kind).inc(n)
 
     def refused_request(self, transport: str, signal: Signal, reason: str) -> None:
         """Counts one request refused as a whole."""

@@ -45,7 +45,14 @@ type IngestFn = fn(&Lake, &[u8]) -> aftershock_core::error::Result<IngestOutcome
 impl RawLake {
     fn ingest(&self, py: Python<'_>, data: &[u8], ingest: IngestFn) -> PyResult<Ingested> {
         let o = self.with(py, |l| ingest(l, data))?;
-        Ok((o.accepted, o.rejected, o.stats.error_message()))
+        let s = &o.stats;
+        let repairs = HashMap::from([
+            ("invalid_utf8", s.invalid_utf8),
+            ("truncated_values", s.truncated_values),
+            ("depth_capped", s.depth_capped),
+            ("negative_durations", s.negative_durations),
+        ]);
+        Ok((o.accepted, o.rejected, s.error_message(), repairs))
     }
 }
 
@@ -69,7 +76,9 @@ fn commit_dict<'py>(py: Python<'py>, p: &PendingCommit) -> PyResult<Bound<'py, P
     Ok(d)
 }
 
-type Ingested = (u64, u64, Option<String>);
+/// Accepted and rejected records, the partial-success message, and the values repaired on
+/// the way in (by kind), for the receiver's metrics.
+type Ingested = (u64, u64, Option<String>, HashMap<&'static str, u64>);
 
 #[pymethods]
 impl RawLake {
