@@ -14,6 +14,7 @@ import pytest
 
 from aftershock.commands import CliError
 from aftershock.commands.demo import MARKER, prepare_data_dir
+from aftershock.deploys.attribution import is_outcome
 
 AFTERSHOCK = [sys.executable, "-m", "aftershock.cli"]
 
@@ -55,6 +56,9 @@ def test_demo_finds_the_bad_canary_and_the_healthy_cutover(demo: tuple[Path, str
     assert rates[0]["candidate"] > 0.05 > rates[0]["baseline"]
     suspects = {(s["attribute"], s["value"]) for s in bad["suspects"]}
     assert ("app.payment.method", "paypal") in suspects
+    # Attributes that only say the call failed (status codes, error.type) are no suspects.
+    assert not any(is_outcome(a) for a, _ in suspects), suspects
+    assert "app.payment.method=paypal" in bad["explanation"]
     # Flagged within minutes of the canary's first span, long before the data ends.
     decided = dt.datetime.fromisoformat(bad["decided_at"].replace("Z", "+00:00"))
     started = dt.datetime.fromisoformat(bad["started_at"].replace("Z", "+00:00"))

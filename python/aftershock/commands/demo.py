@@ -33,14 +33,6 @@ MARKER = "demo.json"
 REPORTS = "reports"
 #: What a demo's data directory may hold; only such a directory is wiped for a new run.
 DEMO_ENTRIES = {MARKER, REPORTS, "spans", "logs", "rollups", "markers", "wal", "receiver-id"}
-#: Suspect attributes that restate the failure rather than explain it.
-RESTATES_ERROR = {
-    "span_name",
-    "error.type",
-    "exception.type",
-    "rpc.grpc.status_code",
-    "http.response.status_code",
-}
 
 ORIGINS_SQL = """\
 select e.service_name as origin, e.span_name, e.service_version as version,
@@ -180,7 +172,10 @@ def _verdict_lines(v: Verdict) -> list[str]:
             lines.append(
                 f"  signal {s['kind']}: evidence {s['evidence']:.3g} ({s['test'].split(';')[0]})"
             )
-        causes = [s for s in j["suspects"] if s["attribute"] not in RESTATES_ERROR]
+        from aftershock.deploys.attribution import GROUP_ORDER
+
+        # Attribute values (who is affected), not span names or error types (where, what).
+        causes = [s for s in j["suspects"] if s["attribute"] not in GROUP_ORDER]
         if causes:
             top = causes[0]
             lines.append(

@@ -25,6 +25,25 @@ MAX_SUSPECTS = 5
 #: A suspect must account for at least this share of the candidate's errors.
 MIN_SHARE = 0.2
 GROUP_ORDER = {"span_name": 1, "exception.type": 2, "status_message": 3}
+#: Span attributes that record the outcome rather than the request: they are always
+#: over-represented among failures and only restate that the call failed.
+OUTCOME_ATTRIBUTES = frozenset(
+    {
+        "error",
+        "error.type",
+        "otel.status_code",
+        "otel.status_description",
+        "rpc.grpc.status_code",
+        "rpc.response.status_code",
+        "http.status_code",
+        "http.response.status_code",
+    }
+)
+
+
+def is_outcome(attribute: str) -> bool:
+    """True for attributes describing how a call ended (see ``OUTCOME_ATTRIBUTES``)."""
+    return attribute in OUTCOME_ATTRIBUTES or attribute.startswith("exception.")
 
 
 def suspects(
@@ -69,7 +88,7 @@ def suspects(
     tests: list[tuple[float, str, str, float]] = []  # p, attribute, value, share
     if n_err and calls:
         for k, v, n, ne, distinct, _ in rows:
-            if distinct > MAX_DISTINCT_VALUES or v is None or ne == 0:
+            if distinct > MAX_DISTINCT_VALUES or v is None or ne == 0 or is_outcome(k):
                 continue
             share = ne / n_err
             tests.append((evidence.binomial_sf(int(ne), int(n_err), n / calls), k, v, share))
