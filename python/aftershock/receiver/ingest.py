@@ -135,9 +135,7 @@ class Ingestor:
                 refusal = refusal_for(e)
                 self.metrics.refused_request(transport, signal, refusal.reason)
                 raise refusal from e
-            self.metrics.stored(
-                transport, signal, result.accepted, result.rejected, result.repairs
-            )
+            self.metrics.stored(transport, signal, result.accepted, result.rejected, result.repairs)
             return result.rejected, result.error_message
         finally:
             self.metrics.request_done(transport, signal, time.perf_counter() - start)
