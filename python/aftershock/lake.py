@@ -102,20 +102,30 @@ def ensure_table(data_dir: Path, table: str) -> DeltaTable:
     )
 
 
-def compaction_properties() -> WriterProperties:
-    """Parquet settings for compacted files: zstd, and the bloom filter on ``trace_id``.
+def compaction_properties(table: str) -> WriterProperties:
+    """Parquet settings for compacted files of ``table``, matching what the Rust writer does:
+    zstd, the bloom filter on ``trace_id``, and no dictionary on the columns it writes without
+    one (ids and timestamps: with delta-rs's default dictionaries, compacted spans took 37
+    bytes each instead of 29).
 
     Row groups of 128K rows, as the Rust writer makes them, rather than delta-rs's 1M: a
     lookup by trace id that the bloom filter narrows to one row group then decodes an eighth
     as much (measured on 10M spans: 214 -> 127 ms for one trace, for 17% more bytes).
     """
+    if table not in TABLES:
+        return WriterProperties(compression="ZSTD", compression_level=3)
+    columns = {
+        name: ColumnProperties(dictionary_enabled=False) for name in _core.plain_columns(table)
+    }
+    if "trace_id" in table_schema(table).names:
+        columns["trace_id"] = ColumnProperties(
+            bloom_filter_properties=BloomFilterProperties(True, 0.01, COMPACT_ROW_GROUP_ROWS)
+        )
     return WriterProperties(
         compression="ZSTD",
         compression_level=3,
         max_row_group_size=COMPACT_ROW_GROUP_ROWS,
-        column_properties={
-            "trace_id": ColumnProperties(bloom_filter_properties=BloomFilterProperties(True, 0.01))
-        },
+        column_properties=columns,
     )
 
 
@@ -135,7 +145,7 @@ def compact_table(table: DeltaTable, min_files: int = COMPACT_MIN_FILES) -> int:
         metrics = table.optimize.compact(
             partition_filters=[(PARTITION_COLUMN, "=", day)],
             target_size=COMPACT_TARGET_BYTES,
-            writer_properties=compaction_properties(),
+            writer_properties=compaction_properties(table.metadata().name or ""),
         )
         removed += int(metrics.get("numFilesRemoved", 0))
     return removed
