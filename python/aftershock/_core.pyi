@@ -1,4 +1,17 @@
-from typing import Any
+from typing import Any, final
+
+__all__ = [
+    "LAKE_TABLES",
+    "ROLLUP_SQL_MACROS",
+    "TABLES",
+    "RawLake",
+    "decode_logs",
+    "decode_logs_json",
+    "decode_traces",
+    "decode_traces_json",
+    "plain_columns",
+    "table_schema",
+]
 
 TABLES: tuple[str, ...]
 LAKE_TABLES: list[str]
@@ -19,6 +32,7 @@ def decode_logs_json(
 def table_schema(name: str) -> Any: ...
 def plain_columns(name: str) -> list[str]: ...
 
+@final
 class RawLake:
     @staticmethod
     def open(
