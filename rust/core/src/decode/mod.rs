@@ -102,6 +102,44 @@ fn short_field(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     }
 }
 
+/// A length-delimited field `tag` at the start of `buf` whose length takes one or
+/// two varint bytes: (payload, rest). `None` leaves the field to the general reader.
+#[inline(always)]
+fn bytes_field(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    match buf {
+        [t, len, rest @ ..] if *t == tag && *len < 0x80 => {
+            let n = usize::from(*len);
+            (n <= rest.len()).then(|| rest.split_at(n))
+        }
+        [t, lo, hi, rest @ ..] if *t == tag && *hi < 0x80 => {
+            let n = usize::from(*lo & 0x7f) | usize::from(*hi) << 7;
+            (n <= rest.len()).then(|| rest.split_at(n))
+        }
+        _ => None,
+    }
+}
+
+/// A fixed64 field `tag` at the start of `buf`: (value, rest).
+#[inline(always)]
+fn fixed64_field(buf: &[u8], tag: u8) -> Option<(u64, &[u8])> {
+    match buf {
+        [t, rest @ ..] if *t == tag && rest.len() >= 8 => {
+            let (v, rest) = rest.split_at(8);
+            Some((u64::from_le_bytes(v.try_into().ok()?), rest))
+        }
+        _ => None,
+    }
+}
+
+/// A varint field `tag` at the start of `buf` whose value fits one byte: (value, rest).
+#[inline(always)]
+fn small_varint_field(buf: &[u8], tag: u8) -> Option<(u64, &[u8])> {
+    match buf {
+        [t, v, rest @ ..] if *t == tag && *v < 0x80 => Some((u64::from(*v), rest)),
+        _ => None,
+    }
+}
+
 #[inline]
 fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
     // Fast path: `key` then `value`, each under 128 bytes, nothing else.
