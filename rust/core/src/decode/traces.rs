@@ -64,29 +64,25 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
         // general reader below, which then sees the rest of the fields in wire order.
         let mut rest = buf;
         let at = |payload: &[u8], rest: &[u8]| base + buf.len() - rest.len() - payload.len();
-        if let Some((b, r)) = bytes_field(rest, 0x0a) {
-            (f.trace_id, rest) = (b, r);
-        }
-        if let Some((b, r)) = bytes_field(rest, 0x12) {
-            (f.span_id, rest) = (b, r);
-        }
-        if let Some((b, r)) = bytes_field(rest, 0x1a) {
-            (f.trace_state, rest) = (b, r);
-        }
-        if let Some((b, r)) = bytes_field(rest, 0x22) {
-            (f.parent, rest) = (b, r);
-        }
-        if let Some((b, r)) = bytes_field(rest, 0x2a) {
-            (f.name, rest) = (b, r);
+        let strings = [
+            (0x0a, &mut f.trace_id),
+            (0x12, &mut f.span_id),
+            (0x1a, &mut f.trace_state),
+            (0x22, &mut f.parent),
+            (0x2a, &mut f.name),
+        ];
+        for (tag, slot) in strings {
+            if let Some((b, r)) = bytes_field(rest, tag) {
+                (*slot, rest) = (b, r);
+            }
         }
         if let Some((x, r)) = small_varint_field(rest, 0x30) {
             (f.kind, rest) = (x, r);
         }
-        if let Some((x, r)) = fixed64_field(rest, 0x39) {
-            (f.start, rest) = (x, r);
-        }
-        if let Some((x, r)) = fixed64_field(rest, 0x41) {
-            (f.end, rest) = (x, r);
+        for (tag, slot) in [(0x39, &mut f.start), (0x41, &mut f.end)] {
+            if let Some((x, r)) = fixed64_field(rest, tag) {
+                (*slot, rest) = (x, r);
+            }
         }
         while let Some((b, r)) = bytes_field(rest, 0x4a) {
             self.attrs.push(b, at(b, r))?;
