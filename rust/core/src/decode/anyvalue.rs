@@ -72,6 +72,28 @@ pub(crate) enum Kind<'a, L> {
     Bytes(&'a [u8]),
 }
 
+/// A lone scalar `AnyValue`, small enough to pass around in registers: what the
+/// hot path of [`append_value`] looks at before asking for the general [`Kind`].
+#[derive(Clone, Copy)]
+pub(crate) enum Scalar<'a> {
+    Str(&'a [u8]),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+}
+
+impl<'a, L> From<Scalar<'a>> for Kind<'a, L> {
+    #[inline(always)]
+    fn from(s: Scalar<'a>) -> Self {
+        match s {
+            Scalar::Str(b) => Kind::Str(b),
+            Scalar::Bool(b) => Kind::Bool(b),
+            Scalar::Int(i) => Kind::Int(i),
+            Scalar::Double(x) => Kind::Double(x),
+        }
+    }
+}
+
 /// An OTLP `AnyValue` in some encoding. Rendering is written once against this
 /// trait, so protobuf and JSON requests produce the same text.
 pub(crate) trait AnyValue<'a>: Sized {
@@ -81,6 +103,12 @@ pub(crate) trait AnyValue<'a>: Sized {
     fn is_absent(&self) -> bool;
     /// The variant set, or `None` for an empty `AnyValue`.
     fn kind(&self) -> Result<Option<Kind<'a, Self::List>>, DecodeError>;
+    /// The value if the encoding can tell cheaply that it is a lone scalar; `None`
+    /// says nothing (ask [`AnyValue::kind`]).
+    #[inline(always)]
+    fn scalar(&self) -> Option<Scalar<'a>> {
+        None
+    }
     /// Calls `f` with each element of an array.
     fn each_element(
         list: &Self::List,
@@ -93,42 +121,10 @@ pub(crate) trait AnyValue<'a>: Sized {
     ) -> Result<(), DecodeError>;
 }
 
-/// Protobuf: by the oneof rule the last variant set wins, and occurrences of the
-/// same message-typed variant in a row merge.
-impl<'a> AnyValue<'a> for Parts<'a> {
-    type List = Parts<'a>;
-
-    #[inline]
-    fn is_absent(&self) -> bool {
-        self.is_empty()
-    }
-
-    #[inline]
-    fn kind(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
-        // Fast paths: one scalar field, by far the most common values (a short
-        // string most of all). Anything else takes the general walk below.
-        if let (Some((buf, _)), true) = (self.first, self.more.is_empty()) {
-            match buf {
-                [0x0a, ..] => {
-                    if let Some((s, [])) = super::short_field(buf, 0x0a) {
-                        return Ok(Some(Kind::Str(s)));
-                    }
-                }
-                [0x10, b] if *b < 0x80 => return Ok(Some(Kind::Bool(*b != 0))),
-                // int64 travels as a varint; the cast restores its sign.
-                [0x18, rest @ ..] => {
-                    if let Some(x) = exact_varint(rest) {
-                        return Ok(Some(Kind::Int(x as i64)));
-                    }
-                }
-                [0x21, rest @ ..] => {
-                    if let Ok(b) = <[u8; 8]>::try_from(rest) {
-                        return Ok(Some(Kind::Double(f64::from_bits(u64::from_le_bytes(b)))));
-                    }
-                }
-                _ => {}
-            }
-        }
+impl<'a> Parts<'a> {
+    /// The general case of [`AnyValue::kind`]: every field of every occurrence.
+    #[inline(never)]
+    fn kind_walk(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
         let mut kind: Option<Kind<'a, Parts<'a>>> = None;
         self.for_each_field(|field, v| {
             kind = match (field, v, kind.take()) {
@@ -153,6 +149,47 @@ impl<'a> AnyValue<'a> for Parts<'a> {
             Ok(())
         })?;
         Ok(kind)
+    }
+}
+
+/// Protobuf: by the oneof rule the last variant set wins, and occurrences of the
+/// same message-typed variant in a row merge.
+impl<'a> AnyValue<'a> for Parts<'a> {
+    type List = Parts<'a>;
+
+    #[inline]
+    fn is_absent(&self) -> bool {
+        self.is_empty()
+    }
+
+    #[inline(always)]
+    fn kind(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
+        match self.scalar() {
+            Some(s) => Ok(Some(s.into())),
+            None => self.kind_walk(),
+        }
+    }
+
+    /// Fast paths: one scalar field, by far the most common values (a short
+    /// string most of all). Anything else takes the general walk, `kind_walk`.
+    #[inline(always)]
+    fn scalar(&self) -> Option<Scalar<'a>> {
+        let (Some((buf, _)), true) = (self.first, self.more.is_empty()) else {
+            return None;
+        };
+        match buf {
+            [0x0a, ..] => match super::short_field(buf, 0x0a) {
+                Some((s, [])) => Some(Scalar::Str(s)),
+                _ => None,
+            },
+            [0x10, b] if *b < 0x80 => Some(Scalar::Bool(*b != 0)),
+            // int64 travels as a varint; the cast restores its sign.
+            [0x18, rest @ ..] => exact_varint(rest).map(|x| Scalar::Int(x as i64)),
+            [0x21, rest @ ..] => <[u8; 8]>::try_from(rest)
+                .ok()
+                .map(|b| Scalar::Double(f64::from_bits(u64::from_le_bytes(b)))),
+            _ => None,
+        }
     }
 
     fn each_element(
@@ -246,17 +283,13 @@ pub(crate) fn append_value<'a, V: AnyValue<'a>>(
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    let Some(kind) = value.kind()? else {
-        out.push_null();
-        return Ok(());
-    };
     // Strings, ints and bools under the cap go straight to the column.
-    match kind {
-        Kind::Str(s) if s.len() <= opts.max_value_bytes => {
+    match value.scalar() {
+        Some(Scalar::Str(s)) if s.len() <= opts.max_value_bytes => {
             out.push_bytes(s);
             return Ok(());
         }
-        Kind::Int(i) => {
+        Some(Scalar::Int(i)) => {
             let mut buf = itoa::Buffer::new();
             let s = buf.format(i);
             if s.len() <= opts.max_value_bytes {
@@ -264,7 +297,7 @@ pub(crate) fn append_value<'a, V: AnyValue<'a>>(
                 return Ok(());
             }
         }
-        Kind::Bool(b) => {
+        Some(Scalar::Bool(b)) => {
             let s = if b { "true" } else { "false" };
             if s.len() <= opts.max_value_bytes {
                 out.push_str(s);
@@ -273,6 +306,10 @@ pub(crate) fn append_value<'a, V: AnyValue<'a>>(
         }
         _ => {}
     }
+    let Some(kind) = value.kind()? else {
+        out.push_null();
+        return Ok(());
+    };
     scratch.clear();
     match kind {
         Kind::Str(s) => push_utf8(scratch, s, stats),

@@ -21,32 +21,40 @@ use crate::schema::{self, attr};
 /// A UTF-8 column built from raw bytes; see the module docs.
 pub(crate) struct Utf8Column {
     offsets: Vec<i32>,
+    /// The text is `data[..len]`; the rest is zeroed room that strings are copied
+    /// into, so that short strings are copied inline rather than by a `memcpy` call.
     data: Vec<u8>,
+    len: usize,
     nulls: NullBufferBuilder,
     /// For attribute values: the length cap, which also binds text that only grew
     /// past it when invalid UTF-8 was repaired.
     cap: Option<usize>,
 }
 
-/// `src` (at most `N` bytes) at the start of an `N`-byte block, copied with two
-/// overlapping fixed-size moves of `N / 2` bytes (or byte by byte when shorter).
+/// How much room (zeroed) a column's text grows by at a time within its capacity.
+const ROOM: usize = 64 * 1024;
+
+/// Copies `src` to the start of `dst` (at least as long). Up to 32 bytes take two
+/// overlapping fixed-size copies, which compile to a few moves.
 #[inline(always)]
-fn padded<const N: usize>(src: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
+fn copy_prefix(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
-    let h = N / 2;
-    if n >= h {
-        out[..h].copy_from_slice(&src[..h]);
-        out[n - h..n].copy_from_slice(&src[n - h..]);
+    if n > 32 || dst.len() < n {
+        dst[..n].copy_from_slice(src);
+    } else if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..n].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..n].copy_from_slice(&src[n - 8..]);
     } else if n >= 4 {
-        out[..4].copy_from_slice(&src[..4]);
-        out[n - 4..n].copy_from_slice(&src[n - 4..]);
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..n].copy_from_slice(&src[n - 4..]);
     } else if n > 0 {
-        out[0] = src[0];
-        out[n / 2] = src[n / 2];
-        out[n - 1] = src[n - 1];
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
     }
-    out
 }
 
 impl Utf8Column {
@@ -56,6 +64,7 @@ impl Utf8Column {
         Utf8Column {
             offsets,
             data: Vec::with_capacity(bytes),
+            len: 0,
             nulls: NullBufferBuilder::new(rows),
             cap: None,
         }
@@ -66,21 +75,24 @@ impl Utf8Column {
         self
     }
 
+    /// Zeroed room for at least `need` bytes of text: a chunk at a time within the
+    /// capacity, past it as `Vec` grows.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, need: usize) {
+        let within = (self.data.len() + ROOM).min(self.data.capacity());
+        self.data.resize(need.max(within), 0);
+    }
+
     /// Appends bytes that should be UTF-8; checked when the column is finished.
-    /// Short strings are appended as a fixed-size block and the padding cut off
-    /// again, which compiles to a few moves instead of a `memcpy` call.
     #[inline]
     pub(crate) fn push_bytes(&mut self, b: &[u8]) {
-        let end = self.data.len() + b.len();
-        if b.len() <= 16 {
-            self.data.extend_from_slice(&padded::<16>(b));
-            self.data.truncate(end);
-        } else if b.len() <= 32 {
-            self.data.extend_from_slice(&padded::<32>(b));
-            self.data.truncate(end);
-        } else {
-            self.data.extend_from_slice(b);
+        let end = self.len + b.len();
+        if end > self.data.len() {
+            self.grow(end);
         }
+        copy_prefix(&mut self.data[self.len..], b);
+        self.len = end;
         // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
         self.offsets.push(end as i32);
         self.nulls.append_non_null();
@@ -93,7 +105,7 @@ impl Utf8Column {
 
     #[inline]
     pub(crate) fn push_null(&mut self) {
-        self.offsets.push(self.data.len() as i32);
+        self.offsets.push(self.len as i32);
         self.nulls.append_null();
     }
 
@@ -110,11 +122,12 @@ impl Utf8Column {
     }
 
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<StringArray, ArrowError> {
-        if i32::try_from(self.data.len()).is_err() {
+        if i32::try_from(self.len).is_err() {
             return Err(ArrowError::InvalidArgumentError(
                 "a string column of this request exceeds 2 GiB".into(),
             ));
         }
+        self.data.truncate(std::mem::take(&mut self.len));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
         let data = Buffer::from_vec(std::mem::take(&mut self.data));
         let nulls = self.nulls.finish();

@@ -140,7 +140,7 @@ fn small_varint_field(buf: &[u8], tag: u8) -> Option<(u64, &[u8])> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
     // Fast path: `key` then `value`, each under 128 bytes, nothing else.
     if let Some((key, rest)) = short_field(buf, 0x0a) {
@@ -158,6 +158,12 @@ fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
             });
         }
     }
+    raw_kv_walk(buf, base)
+}
+
+/// The general case of [`raw_kv`]: any field order, repeats, unknown fields.
+#[inline(never)]
+fn raw_kv_walk(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
     let mut r = Reader::new(buf, base);
     let mut kv = RawKv {
         key: b"",
@@ -217,7 +223,24 @@ impl<'a, V> Default for AttrWriter<'a, V> {
 }
 
 impl<'a> AttrWriter<'a> {
+    #[inline(always)]
     fn push(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
+        // The fast path of `raw_kv`, pushing in place rather than through a `Result`.
+        if let Some((key, rest)) = short_field(buf, 0x0a) {
+            if let Some((value, [])) = short_field(rest, 0x12) {
+                let at = base + (buf.len() - value.len());
+                self.kvs.push(RawKv {
+                    key,
+                    value: Parts::one(value, at),
+                });
+                return Ok(());
+            }
+        }
+        self.push_any(buf, base)
+    }
+
+    #[inline(never)]
+    fn push_any(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
         let i = self.kvs.len();
         let kv = raw_kv(buf, base).map_err(|e| e.within("attributes", Some(i)))?;
         self.kvs.push(kv);
