@@ -137,6 +137,40 @@ def test_idle_service_coming_back_and_versions_at_data_start_are_not_deploys() -
     assert detect_deploys(s.install()) == []
 
 
+def test_a_rollback_to_the_previous_version_is_a_deploy_of_its_own() -> None:
+    """1.0 -> 1.1 (bad) -> 1.0 on new instances: 1.1 is a regression, and the return of 1.0
+    is a cut-over after 1.1, judged against it; neither deploy takes the other's data."""
+    s = Synthetic(seed=9)
+    fleet(s, minutes=range(0, 60), error_rate=0.01)
+    for i in range(4):
+        s.traffic("checkout", "1.1", range(60, 75), 750, error_rate=0.2, instance=f"new-{i}")
+        s.traffic("checkout", "1.0", range(75, 130), 750, error_rate=0.01, instance=f"back-{i}")
+    verdicts = [v for v in deploy_verdicts(s.install()) if v.service == "checkout"]
+    got = [
+        (j["version"], j["previous_version"], j["rollout"], j["verdict"])
+        for j in (v.to_json() for v in verdicts)
+    ]
+    assert got == [("1.1", "1.0", "cutover", "regression"), ("1.0", "1.1", "cutover", "healthy")]
+    bad, back = verdicts
+    assert bad.deploy.completed_at is not None and bad.deploy.completed_at < s.minute(61)
+    assert back.deploy.started_at == min(w.first for w in back.deploy.instances)
+    assert s.minute(75) <= back.deploy.started_at < s.minute(76)
+    assert {w.instance for w in back.deploy.instances} == {f"back-{i}" for i in range(4)}
+    assert {w.instance for w in bad.deploy.instances} == {f"new-{i}" for i in range(4)}
+
+
+def test_a_version_idle_during_a_canary_is_not_a_rollback() -> None:
+    """The old version's instances keep serving through a quiet spell while a canary runs:
+    its instances never all stopped, so nothing came back."""
+    s = Synthetic(seed=10)
+    for i in range(3):
+        s.traffic("checkout", "1.0", range(0, 40), 10, instance=f"checkout-{i}")
+        s.traffic("checkout", "1.0", range(50, 90), 10, instance=f"checkout-{i}")
+    s.traffic("checkout", "1.1", range(30, 90), 10, instance="canary-0")
+    got = [(d.version, d.rollout) for d in detect_deploys(s.install())]
+    assert got == [("1.1", "canary")]
+
+
 def test_rollouts_are_told_apart_by_instances() -> None:
     s = Synthetic(seed=9)
     # Rolling: instances move from 1.0 to 1.1 one every ten minutes.

@@ -219,3 +219,30 @@ def test_options_come_from_the_environment_too(tmp_path: Path) -> None:
     result = run_cli("serve", "--data", str(data), env={"AFTERSHOCK_OTLP_GRPC": "bogus"})
     assert result.returncode == 2 and "--otlp-grpc" in result.stderr
     assert not data.exists()
+
+
+def test_two_receivers_share_one_table_location(tmp_path: Path) -> None:
+    """Two `serve` processes (as behind the Collector's load-balancing exporter), each with
+    its own --data, write one --tables location; `aftershock sql` on it sees every record."""
+    shared = tmp_path / "tables"
+    servers = [start_serve(tmp_path / n, "--tables", str(shared)) for n in ("r1", "r2")]
+    try:
+        for k, s in enumerate(servers):
+            with grpc.insecure_channel(f"127.0.0.1:{s.ports['OTLP/gRPC']}") as ch:
+                export = ch.unary_unary(TRACES_METHOD)
+                for i in range(5):
+                    export(trace_request(f"r{k}-{i}", spans=50), timeout=10)
+        expected = {f"r{k}-{i}": 50 for k in range(2) for i in range(5)}
+        deadline = time.monotonic() + VISIBLE_WITHIN
+        while time.monotonic() < deadline and tag_counts(shared, "spans") != expected:
+            time.sleep(0.1)
+        assert tag_counts(shared, "spans") == expected
+        assert not (tmp_path / "r1" / "spans").exists()
+        assert (tmp_path / "r1" / "wal").is_dir() and (tmp_path / "r2" / "wal").is_dir()
+    finally:
+        for s in servers:
+            s.proc.send_signal(signal.SIGTERM)
+            assert s.proc.wait(timeout=60) == 0
+    result = run_cli("sql", "--data", str(shared), "--format", "csv", "select count(*) from spans")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "500"

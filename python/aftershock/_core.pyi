@@ -1,4 +1,17 @@
-from typing import Any
+from typing import Any, final
+
+__all__ = [
+    "LAKE_TABLES",
+    "ROLLUP_SQL_MACROS",
+    "TABLES",
+    "RawLake",
+    "decode_logs",
+    "decode_logs_json",
+    "decode_traces",
+    "decode_traces_json",
+    "plain_columns",
+    "table_schema",
+]
 
 TABLES: tuple[str, ...]
 LAKE_TABLES: list[str]
@@ -17,11 +30,17 @@ def decode_logs_json(
     data: bytes, /, max_depth: int = 64, max_value_bytes: int = 8192
 ) -> tuple[Any, dict[str, str | None]]: ...
 def table_schema(name: str) -> Any: ...
+def plain_columns(name: str) -> list[str]: ...
 
+@final
 class RawLake:
     @staticmethod
     def open(
-        data_dir: str, durability: str, max_buffer_bytes: int, committed: dict[str, int]
+        data_dir: str,
+        tables_dir: str,
+        durability: str,
+        max_buffer_bytes: int,
+        committed: dict[str, int],
     ) -> tuple[RawLake, dict[str, int]]: ...
     def ingest_traces(self, data: bytes) -> tuple[int, int, str | None, dict[str, int]]: ...
     def ingest_logs(self, data: bytes) -> tuple[int, int, str | None, dict[str, int]]: ...

@@ -37,6 +37,7 @@ from deltalake import DeltaTable
 from aftershock import _core
 from aftershock.errors import LakeNotFoundError, TraceNotFoundError
 from aftershock.lake import PARTITION_COLUMN, table_schema
+from aftershock.units import parse_duration
 
 if TYPE_CHECKING:
     from aftershock.deploys import Verdict
@@ -60,10 +61,6 @@ DEFAULT_QUANTILES = (0.5, 0.95, 0.99)
 
 TimeLike = str | dt.datetime | dt.date | dt.timedelta
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-_UNIT_SECONDS["w"] = 7 * 86400
-
 
 def parse_time(value: TimeLike | None, now: dt.datetime | None = None) -> dt.datetime | None:
     """A point in time, as UTC, from what a user types.
@@ -81,9 +78,10 @@ def parse_time(value: TimeLike | None, now: dt.datetime | None = None) -> dt.dat
         return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
-    m = _DURATION.match(value)
-    if m:
-        return now - dt.timedelta(seconds=float(m[1]) * _UNIT_SECONDS[m[2].lower()])
+    try:
+        return now - dt.timedelta(seconds=parse_duration(value, bare_seconds=False))
+    except ValueError:
+        pass
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aftershock.units import parse_duration, parse_size
+
 DEFAULT_DATA_DIR = "./aftershock-data"
 
 
@@ -56,30 +58,12 @@ def existing_data_dir(value: str) -> Path:
     return path
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kib": 1 << 10,
-    "mib": 1 << 20,
-    "gib": 1 << 30,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-}
-
-
 def duration(value: str) -> float:
     """Seconds from ``500ms``, ``2s``, ``10m``, ``2h``, ``7d``, ``1w``; a bare number is seconds."""
-    text = value.strip().lower()
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(number) :] or "s"
     try:
-        seconds = float(number) * _DURATION_UNITS[unit]
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {value!r} (use e.g. 500ms, 2s, 10m, 2h, 7d)"
-        ) from None
+        seconds = parse_duration(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"duration must not be negative: {value!r}")
     return seconds
@@ -87,14 +71,10 @@ def duration(value: str) -> float:
 
 def size(value: str) -> int:
     """Bytes from ``512MiB``, ``64MiB``, ``8KiB``, ``1GB`` or a bare number."""
-    text = value.strip().lower().replace(" ", "")
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
     try:
-        result = int(float(number) * _SIZE_UNITS[text[len(number) :]])
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"invalid size {value!r} (use e.g. 64MiB, 512MiB, 1GiB)"
-        ) from None
+        result = parse_size(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if result <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive: {value!r}")
     return result

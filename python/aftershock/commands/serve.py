@@ -23,6 +23,14 @@ def register(sub: Any) -> None:
         description="Receive OTLP traces and logs over gRPC and HTTP and store them durably.",
     )
     add_data_option(p)
+    option(
+        p,
+        "--tables",
+        None,
+        metavar="DIR",
+        help="where the Delta tables go (default: the data directory); several receivers, each "
+        "with its own --data, may share one",
+    )
     option(p, "--otlp-grpc", "127.0.0.1:4317", help="OTLP/gRPC address HOST:PORT, or off")
     option(p, "--otlp-http", "127.0.0.1:4318", help="OTLP/HTTP address HOST:PORT, or off")
     option(p, "--metrics", "127.0.0.1:9464", help="Prometheus /metrics address, or off")
@@ -95,7 +103,11 @@ def options_from(args: argparse.Namespace) -> Any:
     client_ca = _readable(args.tls_client_ca, "--tls-client-ca")
     if client_ca is not None and cert is None:
         raise CliError("--tls-client-ca needs --tls-cert and --tls-key")
+    tables = Path(args.tables) if args.tables else None
+    if tables is not None and tables.exists() and not tables.is_dir():
+        raise CliError(f"--tables: {args.tables!r} is not a directory")
     opts = ReceiverOptions(
+        tables_dir=tables,
         otlp_grpc=_address(args.otlp_grpc, "--otlp-grpc"),
         otlp_http=_address(args.otlp_http, "--otlp-http"),
         metrics=_address(args.metrics, "--metrics"),
@@ -143,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         if key in receiver.ports and address is not None:
             host = address.rpartition(":")[0]
             print(f"aftershock serve: {label} listening on {host}:{receiver.ports[key]}{extra}")
-    print(f"aftershock serve: writing to {data.resolve()}", flush=True)
+    tables = f" (tables in {opts.tables_dir.resolve()})" if opts.tables_dir else ""
+    print(f"aftershock serve: writing to {data.resolve()}{tables}", flush=True)
     stop.wait()
     print("aftershock serve: stopping: draining requests and committing", file=sys.stderr)
     receiver.stop()

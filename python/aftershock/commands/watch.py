@@ -8,18 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from aftershock.commands import CliError, add_data_option, existing_data_dir, option
-
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_interval(value: str) -> float:
-    """``10s``, ``500ms``, ``1m`` or plain seconds, as seconds."""
-    m = _INTERVAL.match(value)
-    if not m or float(m[1]) <= 0:
-        raise CliError(f"--interval: not a duration: {value!r} (use 10s, 500ms or 1m)")
-    return float(m[1]) * _UNIT_S[m[2] or "s"]
+from aftershock.commands import CliError, add_data_option, duration, existing_data_dir, option
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,14 +26,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_data_option(p)
     option(p, "--on-regression", None, metavar="CMD", help="command to run on a regression")
     option(p, "--webhook", None, metavar="URL", help="http(s) URL to POST the verdict JSON to")
-    option(p, "--interval", "10s", metavar="DURATION", help="time between checks (default 10s)")
+    option(
+        p,
+        "--interval",
+        "10s",
+        type=duration,
+        metavar="DURATION",
+        help="time between checks (default 10s)",
+    )
     p.add_argument("--once", action="store_true", help="check once and exit")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Loops until interrupted (or once with ``--once``)."""
-    interval = parse_interval(args.interval)
+    interval = float(args.interval)
+    if interval <= 0:
+        raise CliError(f"--interval: must be positive, not {interval:g}s")
     if args.webhook and not re.match(r"^https?://", args.webhook):
         raise CliError(f"--webhook: not an http(s) URL: {args.webhook!r}")
     data = existing_data_dir(args.data)
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     watcher = Watcher(Path(data), args.on_regression, args.webhook)
     lake = open_lake(data)
     if not args.once:
-        print(f"watching {data} every {args.interval}", flush=True)
+        print(f"watching {data} every {interval:g}s", flush=True)
     import duckdb
 
     while True:
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             if args.once:
                 raise CliError(f"could not evaluate deploys: {e}", exit_code=1) from None
             # A vacuum or compaction can remove files under a snapshot: try again next time.
-            print(f"aftershock watch: {e}; retrying in {args.interval}", file=sys.stderr)
+            print(f"aftershock watch: {e}; retrying in {interval:g}s", file=sys.stderr)
         if args.once:
             return 0
         time.sleep(interval)

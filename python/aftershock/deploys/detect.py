@@ -2,9 +2,12 @@
 
 Detection reads one cheap projection of ``spans`` (service, environment, version, instance
 and start time, grouped per instance and version), so it never touches attributes. A deploy
-is the first appearance of a ``service.version`` for a service and environment. A version
-already serving when the service's data begins is not a deploy, and a service that goes
-idle and comes back with the same version is not one either: only a new version is.
+is the first appearance of a ``service.version`` for a service and environment, or a
+version coming back on new instances after all of its instances had stopped while another
+version served (a rollback, A -> B -> A). A version already serving when the service's data
+begins is not a deploy, and a service that goes idle and comes back with the same version is
+not one either. A rollback is seen only through new instance ids (as Kubernetes gives new
+pods): an instance that keeps its ``service.instance.id`` across versions looks continuous.
 
 Whether it was a canary, a rolling update or a cut-over comes from the instances:
 
@@ -19,6 +22,7 @@ Whether it was a canary, a rolling update or a cut-over comes from the instances
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -182,6 +186,26 @@ def _classify(
     return ("canary" if small_first and paused else "rolling"), completed
 
 
+def _returns(by_version: dict[str, list[InstanceWindow]]) -> list[tuple[str, int]]:
+    """(version, time) of each version coming back on a new instance after every instance
+    of it had stopped for ``STOPPED_AFTER_NS`` while another version served."""
+    found = []
+    for version, ws in by_version.items():
+        reach: int | None = None  # the last span of this version so far
+        for w in sorted(ws, key=lambda w: w.first):
+            if reach is not None and w.first - reach > STOPPED_AFTER_NS:
+                served = any(
+                    o.first < w.first and o.last > reach
+                    for v, os_ in by_version.items()
+                    if v != version
+                    for o in os_
+                )
+                if served:
+                    found.append((version, w.first))
+            reach = w.last if reach is None else max(reach, w.last)
+    return found
+
+
 def _observed(
     key: tuple[str, str | None], windows: list[InstanceWindow]
 ) -> tuple[list[Deploy], dict[str, int], int]:
@@ -191,18 +215,32 @@ def _observed(
     first = {v: min(w.first for w in ws) for v, ws in by_version.items()}
     t0 = min(first.values())
     data_end = max(w.last for w in windows)
+    returns = _returns(by_version)
+    starts = [(start, v) for v, start in first.items() if start > t0 + DATA_START_GRACE_NS]
+    starts += [(t, v) for v, t in returns]
+
+    def until_return(version: str, after: int) -> float:
+        """When ``version`` next comes back after ``after``: its windows before that are
+        one serving period."""
+        return min((t for v, t in returns if v == version and t > after), default=math.inf)
+
     deploys = []
-    for version, start in sorted(first.items(), key=lambda kv: kv[1]):
-        if start <= t0 + DATA_START_GRACE_NS:
-            continue
-        before = [v for v in by_version if v != version and first[v] < start]
+    for start, version in sorted(starts):
+        # The previous version: of those serving before, the one serving last.
+        before = {
+            v: [w for w in ws if w.first < until_return(v, start)]
+            for v, ws in by_version.items()
+            if v != version and first[v] < start
+        }
         previous = max(
             before,
-            key=lambda v: (max(w.last for w in by_version[v]), sum(w.spans for w in by_version[v])),
+            key=lambda v: (max(w.last for w in before[v]), sum(w.spans for w in before[v])),
             default=None,
         )
-        old = by_version[previous] if previous is not None else []
-        rollout, completed = _classify(by_version[version], old, start, data_end)
+        old = before[previous] if previous is not None else []
+        end = until_return(version, start)
+        new = [w for w in by_version[version] if start <= w.first < end]
+        rollout, completed = _classify(new, old, start, data_end)
         deploys.append(
             Deploy(
                 key[0],
@@ -214,7 +252,7 @@ def _observed(
                 OBSERVED,
                 rollout,
                 data_end,
-                tuple(by_version[version]),
+                tuple(new),
             )
         )
     return deploys, first, data_end
@@ -237,7 +275,10 @@ def detect_deploys(con: duckdb.DuckDBPyConnection, service: str | None = None) -
             and d.version == m.version
             and (m.environment is None or d.environment == m.environment)
         ]
-        close = [i for i in same if abs(deploys[i].started_at - m.time) <= MARKER_MATCH_NS]
+        close = sorted(
+            (i for i in same if abs(deploys[i].started_at - m.time) <= MARKER_MATCH_NS),
+            key=lambda i: abs(deploys[i].started_at - m.time),
+        )
         if close:
             i = close[0]
             if deploys[i].source == OBSERVED or m.source == MARKER:

@@ -44,6 +44,9 @@ class ReceiverOptions:
     otlp_grpc: str | None = "127.0.0.1:4317"
     otlp_http: str | None = "127.0.0.1:4318"
     metrics: str | None = "127.0.0.1:9464"
+    #: Where the Delta tables are written: the data directory unless several receivers
+    #: share one table location (each keeps its WAL in its own data directory).
+    tables_dir: Path | None = None
     durability: str = "fsync"
     flush_interval: float = 2.0
     max_buffer_bytes: int = 512 << 20
@@ -117,6 +120,7 @@ class Receiver:
         raise_descriptor_limit()
         self.writer = LakeWriter(
             self.data_dir,
+            tables_dir=opts.tables_dir,
             durability=opts.durability,
             flush_interval=opts.flush_interval,
             max_buffer_bytes=opts.max_buffer_bytes,
@@ -151,7 +155,10 @@ class Receiver:
                 workers=opts.workers,
                 token=token,
                 credentials=creds,
-                extra_handlers=(deploy_service_handler(self.data_dir), *opts.extra_grpc_handlers),
+                extra_handlers=(
+                    deploy_service_handler(self.writer.tables_dir),
+                    *opts.extra_grpc_handlers,
+                ),
             )
             self.ports["otlp_grpc"] = self._grpc.bind(opts.otlp_grpc)
             self._grpc.start()

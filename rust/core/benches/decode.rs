@@ -3,7 +3,8 @@
 //! spans or log records, four services, ten-odd HTTP attributes per span, some events).
 //!
 //! `taskset -c 0 cargo bench -p aftershock-core --bench decode` (`-- --quick` for a
-//! short run). Timed with `Instant` rather than criterion: criterion's dependency tree
+//! short run; `-- traces` (or `logs`, `json`) for only those rows, e.g. under a
+//! profiler). Timed with `Instant` rather than criterion: criterion's dependency tree
 //! takes minutes to build on a 2-core machine, and dev-dependencies are built for every
 //! `cargo test`.
 
@@ -328,6 +329,12 @@ fn row(name: &str, n: usize, bytes: usize, times: &[f64]) {
 fn main() -> Result<(), aftershock_core::Error> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (reps, warmup) = if quick { (5, 1) } else { (50, 3) };
+    // Naming rows (`traces`, `logs`, `json`) runs only those, e.g. for a profiler.
+    let names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
     let opts = DecodeOptions::default();
     let (t, l) = (traces(RECORDS), logs(RECORDS));
     // Decode once outside the timing, so that an error ends the run instead of being timed.
@@ -342,22 +349,29 @@ fn main() -> Result<(), aftershock_core::Error> {
         "{:<28} {:>5} {:>14} {:>16} {:>10} {:>12}",
         "path", "reps", "rows/s best", "rows/s median", "MB/s best", "MB/s median"
     );
-    let times = time(reps, warmup, || {
-        black_box(
-            decode_traces(black_box(&t), &opts)
-                .map(|d| d.batch.num_rows())
-                .ok(),
-        );
-    });
-    row("decode_traces (Rust only)", spans, t.len(), &times);
-    let times = time(reps, warmup, || {
-        black_box(
-            decode_logs(black_box(&l), &opts)
-                .map(|d| d.batch.num_rows())
-                .ok(),
-        );
-    });
-    row("decode_logs (Rust only)", records, l.len(), &times);
+    if wanted("traces") {
+        let times = time(reps, warmup, || {
+            black_box(
+                decode_traces(black_box(&t), &opts)
+                    .map(|d| d.batch.num_rows())
+                    .ok(),
+            );
+        });
+        row("decode_traces (Rust only)", spans, t.len(), &times);
+    }
+    if wanted("logs") {
+        let times = time(reps, warmup, || {
+            black_box(
+                decode_logs(black_box(&l), &opts)
+                    .map(|d| d.batch.num_rows())
+                    .ok(),
+            );
+        });
+        row("decode_logs (Rust only)", records, l.len(), &times);
+    }
+    if !wanted("json") {
+        return Ok(());
+    }
     // The traces payload as OTLP/JSON (opentelemetry-proto's serde encoding: hex ids,
     // 64-bit integers as strings), decoded into the same batch.
     let request = ExportTraceServiceRequest::decode(t.as_slice())

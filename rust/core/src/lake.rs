@@ -52,7 +52,11 @@ pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
 #[derive(Debug, Clone)]
 pub struct LakeOptions {
+    /// This writer's own state: its WAL (and the quarantine beside it).
     pub data_dir: PathBuf,
+    /// Where the Delta tables live, one directory each: `data_dir` unless several writers
+    /// share one table location, each with a `data_dir` of its own.
+    pub tables_dir: PathBuf,
     pub durability: Durability,
     /// Memory for decoded rows not yet committed; beyond it ingest answers busy.
     pub max_buffer_bytes: usize,
@@ -68,8 +72,10 @@ pub struct LakeOptions {
 
 impl LakeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         LakeOptions {
-            data_dir: data_dir.into(),
+            tables_dir: data_dir.clone(),
+            data_dir,
             durability: Durability::Fsync,
             max_buffer_bytes: 512 << 20,
             max_flush_bytes: 128 << 20,
@@ -84,7 +90,7 @@ impl LakeOptions {
     }
 
     pub fn table_dir(&self, table: &str) -> PathBuf {
-        self.data_dir.join(table)
+        self.tables_dir.join(table)
     }
 }
 

@@ -165,6 +165,12 @@ fn layout(table: &str) -> Result<Layout> {
     })
 }
 
+/// The columns of `table` written without a dictionary (see `Layout::plain`), so that other
+/// writers of the same table (compaction) can use the same encodings.
+pub fn plain_columns(table: &str) -> Result<&'static [&'static str]> {
+    Ok(layout(table)?.plain)
+}
+
 /// Writes `batches` (all with the schema of `table`) as new Parquet files under
 /// `table_dir`, one per UTC day, and returns them in day order. Each file appears under
 /// its final name only once complete and fsynced, so a crash leaves at most a hidden

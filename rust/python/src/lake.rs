@@ -82,12 +82,14 @@ type Ingested = (u64, u64, Option<String>, HashMap<&'static str, u64>);
 
 #[pymethods]
 impl RawLake {
-    /// Opens the lake under `data_dir`, replaying WAL records after each table's
-    /// committed sequence. Returns the lake and a dict of what replay found.
+    /// Opens the lake with its WAL under `data_dir` and its tables under `tables_dir`,
+    /// replaying WAL records after each table's committed sequence. Returns the lake and a
+    /// dict of what replay found.
     #[staticmethod]
     fn open(
         py: Python<'_>,
         data_dir: String,
+        tables_dir: String,
         durability: &str,
         max_buffer_bytes: usize,
         committed: HashMap<String, u64>,
@@ -102,6 +104,7 @@ impl RawLake {
             }
         };
         let mut opts = LakeOptions::new(data_dir);
+        opts.tables_dir = tables_dir.into();
         opts.durability = durability;
         opts.max_buffer_bytes = max_buffer_bytes;
         opts.max_flush_bytes = (max_buffer_bytes / 4).max(1);

@@ -103,6 +103,14 @@ fn table_schema(name: &str) -> PyResult<pyo3_arrow::PySchema> {
     Ok(pyo3_arrow::PySchema::new(s))
 }
 
+/// The columns of a lake table that its data files store without a dictionary.
+#[pyfunction]
+fn plain_columns(name: &str) -> PyResult<Vec<&'static str>> {
+    aftershock_core::parquet_files::plain_columns(name)
+        .map(<[&str]>::to_vec)
+        .map_err(|e| pyo3::exceptions::PyKeyError::new_err(e.to_string()))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_traces, m)?)?;
@@ -110,6 +118,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_traces_json, m)?)?;
     m.add_function(wrap_pyfunction!(decode_logs_json, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(plain_columns, m)?)?;
     m.add(
         "TABLES",
         (

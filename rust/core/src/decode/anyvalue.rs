@@ -72,6 +72,28 @@ pub(crate) enum Kind<'a, L> {
     Bytes(&'a [u8]),
 }
 
+/// A lone scalar `AnyValue`, small enough to pass around in registers: what the
+/// hot path of [`append_value`] looks at before asking for the general [`Kind`].
+#[derive(Clone, Copy)]
+pub(crate) enum Scalar<'a> {
+    Str(&'a [u8]),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+}
+
+impl<'a, L> From<Scalar<'a>> for Kind<'a, L> {
+    #[inline(always)]
+    fn from(s: Scalar<'a>) -> Self {
+        match s {
+            Scalar::Str(b) => Kind::Str(b),
+            Scalar::Bool(b) => Kind::Bool(b),
+            Scalar::Int(i) => Kind::Int(i),
+            Scalar::Double(x) => Kind::Double(x),
+        }
+    }
+}
+
 /// An OTLP `AnyValue` in some encoding. Rendering is written once against this
 /// trait, so protobuf and JSON requests produce the same text.
 pub(crate) trait AnyValue<'a>: Sized {
@@ -81,6 +103,12 @@ pub(crate) trait AnyValue<'a>: Sized {
     fn is_absent(&self) -> bool;
     /// The variant set, or `None` for an empty `AnyValue`.
     fn kind(&self) -> Result<Option<Kind<'a, Self::List>>, DecodeError>;
+    /// The value if the encoding can tell cheaply that it is a lone scalar; `None`
+    /// says nothing (ask [`AnyValue::kind`]).
+    #[inline(always)]
+    fn scalar(&self) -> Option<Scalar<'a>> {
+        None
+    }
     /// Calls `f` with each element of an array.
     fn each_element(
         list: &Self::List,
@@ -93,24 +121,10 @@ pub(crate) trait AnyValue<'a>: Sized {
     ) -> Result<(), DecodeError>;
 }
 
-/// Protobuf: by the oneof rule the last variant set wins, and occurrences of the
-/// same message-typed variant in a row merge.
-impl<'a> AnyValue<'a> for Parts<'a> {
-    type List = Parts<'a>;
-
-    #[inline]
-    fn is_absent(&self) -> bool {
-        self.is_empty()
-    }
-
-    #[inline]
-    fn kind(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
-        // Fast path: a lone short string, by far the most common value.
-        if let (Some((buf, _)), true) = (self.first, self.more.is_empty()) {
-            if let Some((s, [])) = super::short_field(buf, 0x0a) {
-                return Ok(Some(Kind::Str(s)));
-            }
-        }
+impl<'a> Parts<'a> {
+    /// The general case of [`AnyValue::kind`]: every field of every occurrence.
+    #[inline(never)]
+    fn kind_walk(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
         let mut kind: Option<Kind<'a, Parts<'a>>> = None;
         self.for_each_field(|field, v| {
             kind = match (field, v, kind.take()) {
@@ -135,6 +149,47 @@ impl<'a> AnyValue<'a> for Parts<'a> {
             Ok(())
         })?;
         Ok(kind)
+    }
+}
+
+/// Protobuf: by the oneof rule the last variant set wins, and occurrences of the
+/// same message-typed variant in a row merge.
+impl<'a> AnyValue<'a> for Parts<'a> {
+    type List = Parts<'a>;
+
+    #[inline]
+    fn is_absent(&self) -> bool {
+        self.is_empty()
+    }
+
+    #[inline(always)]
+    fn kind(&self) -> Result<Option<Kind<'a, Parts<'a>>>, DecodeError> {
+        match self.scalar() {
+            Some(s) => Ok(Some(s.into())),
+            None => self.kind_walk(),
+        }
+    }
+
+    /// Fast paths: one scalar field, by far the most common values (a short
+    /// string most of all). Anything else takes the general walk, `kind_walk`.
+    #[inline(always)]
+    fn scalar(&self) -> Option<Scalar<'a>> {
+        let (Some((buf, _)), true) = (self.first, self.more.is_empty()) else {
+            return None;
+        };
+        match buf {
+            [0x0a, ..] => match super::short_field(buf, 0x0a) {
+                Some((s, [])) => Some(Scalar::Str(s)),
+                _ => None,
+            },
+            [0x10, b] if *b < 0x80 => Some(Scalar::Bool(*b != 0)),
+            // int64 travels as a varint; the cast restores its sign.
+            [0x18, rest @ ..] => exact_varint(rest).map(|x| Scalar::Int(x as i64)),
+            [0x21, rest @ ..] => <[u8; 8]>::try_from(rest)
+                .ok()
+                .map(|b| Scalar::Double(f64::from_bits(u64::from_le_bytes(b)))),
+            _ => None,
+        }
     }
 
     fn each_element(
@@ -165,6 +220,24 @@ impl<'a> AnyValue<'a> for Parts<'a> {
             Ok(())
         })
     }
+}
+
+/// A varint that is all of `b` (at most ten bytes, the last one without a
+/// continuation bit and, if tenth, at most 1), or `None` for the general reader.
+#[inline(always)]
+fn exact_varint(b: &[u8]) -> Option<u64> {
+    let (&last, body) = b.split_last()?;
+    if last >= 0x80 || b.len() > 10 || (b.len() == 10 && last > 1) {
+        return None;
+    }
+    let mut x = u64::from(last) << (7 * body.len());
+    for (i, &byte) in body.iter().enumerate() {
+        if byte < 0x80 {
+            return None;
+        }
+        x |= u64::from(byte & 0x7f) << (7 * i);
+    }
+    Some(x)
 }
 
 /// Appends `bytes` as UTF-8 to `out`, replacing invalid sequences with U+FFFD and
@@ -210,16 +283,33 @@ pub(crate) fn append_value<'a, V: AnyValue<'a>>(
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
+    // Strings, ints and bools under the cap go straight to the column.
+    match value.scalar() {
+        Some(Scalar::Str(s)) if s.len() <= opts.max_value_bytes => {
+            out.push_bytes(s);
+            return Ok(());
+        }
+        Some(Scalar::Int(i)) => {
+            let mut buf = itoa::Buffer::new();
+            let s = buf.format(i);
+            if s.len() <= opts.max_value_bytes {
+                out.push_str(s);
+                return Ok(());
+            }
+        }
+        Some(Scalar::Bool(b)) => {
+            let s = if b { "true" } else { "false" };
+            if s.len() <= opts.max_value_bytes {
+                out.push_str(s);
+                return Ok(());
+            }
+        }
+        _ => {}
+    }
     let Some(kind) = value.kind()? else {
         out.push_null();
         return Ok(());
     };
-    if let Kind::Str(s) = kind {
-        if s.len() <= opts.max_value_bytes {
-            out.push_bytes(s);
-            return Ok(());
-        }
-    }
     scratch.clear();
     match kind {
         Kind::Str(s) => push_utf8(scratch, s, stats),
@@ -358,6 +448,58 @@ fn hex_digit(n: u8) -> char {
     char::from(b"0123456789abcdef"[usize::from(n & 0xf)])
 }
 
+/// Powers of ten that are exact doubles, for [`push_short_decimal`].
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// Writes `x` if it is a short decimal (`12.345`, `0.5`, `3.0`), the kind of value
+/// attributes mostly carry, without going through ryu; returns false otherwise.
+///
+/// For `1e-4 <= |x| < 1e15` the first `k` for which some integer `m < 1e15` has
+/// `m / 10^k` rounding to `x` gives the shortest digits that round-trip, which is
+/// what Python's `repr` (and ryu) print: fewer fractional digits means fewer
+/// significant digits, and with `m < 1e15` the candidates `10^-k` apart are wider
+/// spaced than `x`'s rounding interval, so that `m` is the only one (and it is the
+/// nearest integer to `|x| * 10^k`, whose rounding error is far below 1/2).
+/// `m as f64 / 10^k` is correctly rounded, so comparing it with `|x|` is exact.
+fn push_short_decimal(out: &mut String, x: f64) -> bool {
+    let a = x.abs();
+    if !(1e-4..1e15).contains(&a) {
+        return false;
+    }
+    for (k, &p) in POW10.iter().enumerate() {
+        let y = a * p;
+        if y >= 1e15 {
+            return false;
+        }
+        let m = (y + 0.5) as u64;
+        if m as f64 / p != a {
+            continue;
+        }
+        if x < 0.0 {
+            out.push('-');
+        }
+        let mut buf = itoa::Buffer::new();
+        if k == 0 {
+            out.push_str(buf.format(m));
+            out.push_str(".0");
+            return true;
+        }
+        // The integer part, then the k fractional digits with their leading zeros.
+        let scale = 10u64.pow(k as u32);
+        out.push_str(buf.format(m / scale));
+        out.push('.');
+        let frac = buf.format(m % scale);
+        for _ in frac.len()..k {
+            out.push('0');
+        }
+        out.push_str(frac);
+        return true;
+    }
+    false
+}
+
 /// Doubles as Python's `repr` writes them: the shortest digits that round-trip,
 /// positional for exponents -4..16 (always with a fractional part), scientific
 /// otherwise with a signed exponent of at least two digits; `NaN`, `Infinity`.
@@ -368,6 +510,9 @@ pub(crate) fn push_double(out: &mut String, x: f64) {
     }
     if x.is_infinite() {
         out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    if push_short_decimal(out, x) {
         return;
     }
     // ryu gives the shortest round-trip digits, as `d.ddde[-]x` or positional;
@@ -483,6 +628,60 @@ mod tests {
         assert_eq!(d(f64::MAX), "1.7976931348623157e+308");
         assert_eq!(d(-1234.5e10), "-12345000000000.0");
         assert_eq!(d(9007199254740993.0), "9007199254740992.0");
+    }
+
+    /// The ryu path alone, to check the short-decimal fast path against.
+    fn d_slow(x: f64) -> String {
+        let mut s = String::new();
+        let mut rbuf = ryu::Buffer::new();
+        let r = rbuf.format_finite(x);
+        // Only values ryu prints positionally are compared.
+        if !r.contains('e') {
+            s.push_str(r);
+        }
+        s
+    }
+
+    #[test]
+    fn short_decimals_match_ryu() {
+        let mut st = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            st
+        };
+        let mut checked = 0;
+        for i in 0..200_000u64 {
+            let r = next();
+            let k = (r % 16) as i32;
+            let m = (next() % 10u64.pow((1 + r % 15) as u32)) as f64;
+            let mut xs = vec![m / 10f64.powi(k), i as f64 / 1000.0, f64::from_bits(next())];
+            xs.push(-xs[0]);
+            // Values next to a short decimal, one ulp either way.
+            xs.push(f64::from_bits(xs[0].to_bits() + 1));
+            xs.push(f64::from_bits(xs[0].to_bits().saturating_sub(1)));
+            for x in xs {
+                let mut fast = String::new();
+                if push_short_decimal(&mut fast, x) {
+                    checked += 1;
+                    let slow = d_slow(x);
+                    // ryu writes integral values without the ".0" Python adds.
+                    let slow = if slow.contains('.') {
+                        slow
+                    } else {
+                        slow + ".0"
+                    };
+                    assert_eq!(fast, slow, "bits {:#x}", x.to_bits());
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        assert_eq!(d(0.0001), "0.0001");
+        assert_eq!(d(0.00012), "0.00012");
+        assert_eq!(d(12.345), "12.345");
+        assert_eq!(d(-7.0), "-7.0");
+        assert_eq!(d(999999999999999.9), "999999999999999.9");
     }
 
     /// Doubles and their Python `repr`, generated once with CPython.

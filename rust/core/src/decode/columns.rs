@@ -8,11 +8,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    ArrayBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
-};
+use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder};
 use arrow_array::{
-    ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
 };
 use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
@@ -23,11 +21,40 @@ use crate::schema::{self, attr};
 /// A UTF-8 column built from raw bytes; see the module docs.
 pub(crate) struct Utf8Column {
     offsets: Vec<i32>,
+    /// The text is `data[..len]`; the rest is zeroed room that strings are copied
+    /// into, so that short strings are copied inline rather than by a `memcpy` call.
     data: Vec<u8>,
+    len: usize,
     nulls: NullBufferBuilder,
     /// For attribute values: the length cap, which also binds text that only grew
     /// past it when invalid UTF-8 was repaired.
     cap: Option<usize>,
+}
+
+/// How much room (zeroed) a column's text grows by at a time within its capacity.
+const ROOM: usize = 64 * 1024;
+
+/// Copies `src` to the start of `dst` (at least as long). Up to 32 bytes take two
+/// overlapping fixed-size copies, which compile to a few moves.
+#[inline(always)]
+fn copy_prefix(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n > 32 || dst.len() < n {
+        dst[..n].copy_from_slice(src);
+    } else if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..n].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..n].copy_from_slice(&src[n - 4..]);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
 }
 
 impl Utf8Column {
@@ -37,6 +64,7 @@ impl Utf8Column {
         Utf8Column {
             offsets,
             data: Vec::with_capacity(bytes),
+            len: 0,
             nulls: NullBufferBuilder::new(rows),
             cap: None,
         }
@@ -47,12 +75,26 @@ impl Utf8Column {
         self
     }
 
+    /// Zeroed room for at least `need` bytes of text: a chunk at a time within the
+    /// capacity, past it as `Vec` grows.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, need: usize) {
+        let within = (self.data.len() + ROOM).min(self.data.capacity());
+        self.data.resize(need.max(within), 0);
+    }
+
     /// Appends bytes that should be UTF-8; checked when the column is finished.
     #[inline]
     pub(crate) fn push_bytes(&mut self, b: &[u8]) {
-        self.data.extend_from_slice(b);
+        let end = self.len + b.len();
+        if end > self.data.len() {
+            self.grow(end);
+        }
+        copy_prefix(&mut self.data[self.len..], b);
+        self.len = end;
         // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
-        self.offsets.push(self.data.len() as i32);
+        self.offsets.push(end as i32);
         self.nulls.append_non_null();
     }
 
@@ -63,7 +105,7 @@ impl Utf8Column {
 
     #[inline]
     pub(crate) fn push_null(&mut self) {
-        self.offsets.push(self.data.len() as i32);
+        self.offsets.push(self.len as i32);
         self.nulls.append_null();
     }
 
@@ -80,11 +122,12 @@ impl Utf8Column {
     }
 
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<StringArray, ArrowError> {
-        if i32::try_from(self.data.len()).is_err() {
+        if i32::try_from(self.len).is_err() {
             return Err(ArrowError::InvalidArgumentError(
                 "a string column of this request exceeds 2 GiB".into(),
             ));
         }
+        self.data.truncate(std::mem::take(&mut self.len));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
         let data = Buffer::from_vec(std::mem::take(&mut self.data));
         let nulls = self.nulls.finish();
@@ -192,20 +235,93 @@ impl Entries {
     }
 }
 
-/// A resource's attributes as repeated on every row: its entries in order.
-#[derive(Default, Debug)]
+/// A resource's attributes as repeated on every row: its keys and values as two
+/// small arrays, appended whole to every row's map entries.
+#[derive(Debug)]
 pub(crate) struct PackedMap {
-    entries: Vec<(String, Option<String>)>,
+    keys: StringArray,
+    values: StringArray,
+}
+
+impl Default for PackedMap {
+    fn default() -> Self {
+        PackedMap {
+            keys: StringArray::new_null(0),
+            values: StringArray::new_null(0),
+        }
+    }
+}
+
+impl PackedMap {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Bytes of key and value text one row repeats.
+    fn text_len(&self) -> (usize, usize) {
+        (self.keys.values().len(), self.values.values().len())
+    }
+}
+
+/// Rows of one resource's attributes copied per `append_array`: a run of rows is
+/// appended in blocks of this many instead of entry by entry or row by row.
+const REPEAT_ROWS: usize = 64;
+
+impl PackedMap {
+    /// The entries repeated `rows` times.
+    fn repeated(&self, rows: usize) -> Result<PackedMap, ArrowError> {
+        if rows == 1 {
+            return Ok(PackedMap {
+                keys: self.keys.clone(),
+                values: self.values.clone(),
+            });
+        }
+        let (k, v) = self.text_len();
+        let mut keys = StringBuilder::with_capacity(self.len() * rows, k * rows);
+        let mut values = StringBuilder::with_capacity(self.len() * rows, v * rows);
+        for _ in 0..rows {
+            keys.append_array(&self.keys)?;
+            values.append_array(&self.values)?;
+        }
+        Ok(PackedMap {
+            keys: keys.finish(),
+            values: values.finish(),
+        })
+    }
+}
+
+/// Appends `rows` rows of `per_row` entries each from `block`, which holds whole
+/// rows of the same entries.
+fn append_repeated(
+    out: &mut StringBuilder,
+    block: &StringArray,
+    per_row: usize,
+    rows: usize,
+) -> Result<(), ArrowError> {
+    let block_rows = block.len() / per_row;
+    let mut left = rows;
+    while left >= block_rows {
+        out.append_array(block)?;
+        left -= block_rows;
+    }
+    if left > 0 {
+        out.append_array(&block.slice(0, left * per_row))?;
+    }
+    Ok(())
 }
 
 impl Entries {
     fn pack(&self) -> PackedMap {
-        let entries = self
-            .items
-            .iter()
-            .map(|it| (self.key(it).to_owned(), self.value(it).map(str::to_owned)))
-            .collect();
-        PackedMap { entries }
+        let mut keys = StringBuilder::with_capacity(self.items.len(), self.text.len());
+        let mut values = StringBuilder::with_capacity(self.items.len(), self.text.len());
+        for it in &self.items {
+            keys.append_value(self.key(it));
+            values.append_option(self.value(it));
+        }
+        PackedMap {
+            keys: keys.finish(),
+            values: values.finish(),
+        }
     }
 }
 
@@ -303,6 +419,18 @@ pub(crate) struct ContextColumns {
     rows: Vec<u32>,
 }
 
+/// The six lifted columns of a (resource, scope), in column order of `finish_into`'s builders.
+fn lifted<'c>(res: &'c ResourceCtx, scope: &'c ScopeCtx) -> [Option<&'c str>; 6] {
+    [
+        res.service_name.as_deref(),
+        res.service_version.as_deref(),
+        res.service_instance_id.as_deref(),
+        res.deployment_environment.as_deref(),
+        scope.name.as_deref(),
+        scope.version.as_deref(),
+    ]
+}
+
 impl ContextColumns {
     pub(crate) fn add_resource(&mut self, res: ResourceCtx) -> usize {
         self.resources.push(res);
@@ -321,48 +449,47 @@ impl ContextColumns {
 
     fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
         let rows = std::mem::take(&mut self.rows);
+        // Sizes first, so that no builder grows (and copies) while it is filled.
+        let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
+        let mut lifted_bytes = [0usize; 6];
+        for run in rows.chunk_by(|a, b| a == b) {
+            let (r, scope) = &self.contexts[run[0] as usize];
+            let res = &self.resources[*r];
+            let n = run.len();
+            let (k, v) = res.packed.text_len();
+            entries += res.packed.len() * n;
+            key_bytes += k * n;
+            value_bytes += v * n;
+            for (total, v) in lifted_bytes.iter_mut().zip(lifted(res, scope)) {
+                *total += v.map_or(0, str::len) * n;
+            }
+        }
         // These strings were validated once per resource/scope: arrow's own builders
         // take them as `&str` and skip a second validation at the end.
         let mut strings: [StringBuilder; 6] =
-            std::array::from_fn(|_| StringBuilder::with_capacity(rows.len(), rows.len() * 8));
-        let entries: usize = rows
-            .iter()
-            .map(|&c| {
-                self.resources[self.contexts[c as usize].0]
-                    .packed
-                    .entries
-                    .len()
-            })
-            .sum();
+            std::array::from_fn(|i| StringBuilder::with_capacity(rows.len(), lifted_bytes[i]));
         let mut map_offsets = Vec::with_capacity(rows.len() + 1);
         map_offsets.push(0i32);
-        let mut keys = StringBuilder::with_capacity(entries, entries * 16);
-        let mut values = StringBuilder::with_capacity(entries, entries * 16);
+        let mut keys = StringBuilder::with_capacity(entries, key_bytes);
+        let mut values = StringBuilder::with_capacity(entries, value_bytes);
         // Rows of one scope are contiguous, so each context is handled once per run.
         for run in rows.chunk_by(|a, b| a == b) {
             let (r, scope) = &self.contexts[run[0] as usize];
             let res = &self.resources[*r];
-            let lifted = [
-                &res.service_name,
-                &res.service_version,
-                &res.service_instance_id,
-                &res.deployment_environment,
-                &scope.name,
-                &scope.version,
-            ];
-            for (col, v) in strings.iter_mut().zip(lifted) {
+            for (col, v) in strings.iter_mut().zip(lifted(res, scope)) {
                 match v {
                     Some(v) => col.append_value_n(v, run.len()),
                     None => col.append_nulls(run.len()),
                 }
             }
-            for _ in run {
-                for (k, v) in &res.packed.entries {
-                    keys.append_value(k);
-                    values.append_option(v.as_deref());
-                }
-                map_offsets.push(keys.len() as i32);
+            let per_row = res.packed.len();
+            if per_row > 0 {
+                let block = res.packed.repeated(run.len().min(REPEAT_ROWS))?;
+                append_repeated(&mut keys, &block.keys, per_row, run.len())?;
+                append_repeated(&mut values, &block.values, per_row, run.len())?;
             }
+            let end = *map_offsets.last().unwrap_or(&0);
+            map_offsets.extend((1..=run.len()).map(|i| end + (i * per_row) as i32));
         }
         let field = schema::map_entries_field();
         let DataType::Struct(fields) = field.data_type() else {
@@ -748,5 +875,45 @@ impl LogsBuilder {
         self.contexts.finish_into(&mut cols)?;
         cols.push(Arc::new(self.log_attributes.finish(stats)?));
         RecordBatch::try_new(schema::logs_schema(), cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_of_every_length_are_copied_whole() {
+        let text: Vec<u8> = (0..200u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut col = Utf8Column::with_capacity(0, 0);
+        let mut stats = DecodeStats::default();
+        let mut want = Vec::new();
+        for n in 0..=100 {
+            col.push_bytes(&text[n..2 * n]);
+            col.push_null();
+            want.push(Some(std::str::from_utf8(&text[n..2 * n]).unwrap_or("?")));
+            want.push(None);
+        }
+        let got = col.finish(&mut stats).ok();
+        assert_eq!(got, Some(StringArray::from(want)));
+    }
+
+    #[test]
+    fn hex_matches_format_for_every_length_and_byte() {
+        for len in 0..=20usize {
+            for seed in 0..=255u8 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|i| {
+                        seed.wrapping_mul(31)
+                            .wrapping_add((i as u8).wrapping_mul(97))
+                    })
+                    .collect();
+                let want: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                assert_eq!(Hex::new(&bytes).as_bytes(), want.as_bytes(), "{bytes:?}");
+            }
+        }
+        let all: Vec<u8> = (0..=255u8).collect();
+        let want: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex_bytes(&all), want.as_bytes());
     }
 }

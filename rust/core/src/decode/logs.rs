@@ -1,6 +1,6 @@
 //! `ExportLogsServiceRequest` -> `logs` batch.
 
-use super::anyvalue::{render_value, Parts};
+use super::anyvalue::{render_value, AnyValue, Kind, Parts};
 use super::columns::{ContextColumns, Hex, LogRow, LogsBuilder};
 use super::wire::{Reader, Value};
 use super::{
@@ -80,9 +80,17 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
         self.attrs.write(self.out.attributes(), self.opts, stats)?;
 
         self.body.clear();
-        let has_body = !body.is_empty()
-            && render_value(&body, &mut self.body, self.opts, stats)
-                .map_err(|e| e.within("body", None))?;
+        // A string body (most of them) goes to the column as it is, checked for
+        // UTF-8 with the column; anything else is rendered first.
+        let text: Option<&[u8]> = match body.kind().map_err(|e| e.within("body", None))? {
+            None => None,
+            Some(Kind::Str(s)) => Some(s),
+            Some(_) => {
+                render_value(&body, &mut self.body, self.opts, stats)
+                    .map_err(|e| e.within("body", None))?;
+                Some(self.body.as_bytes())
+            }
+        };
         let log = LogFields {
             time,
             observed,
@@ -93,11 +101,7 @@ impl<'a> RecordSink<'a> for LogDecoder<'a, '_> {
             span_id,
             event_name,
         };
-        log.append_to(
-            &mut self.out,
-            has_body.then_some(self.body.as_bytes()),
-            context,
-        );
+        log.append_to(&mut self.out, text, context);
         Ok(())
     }
 }

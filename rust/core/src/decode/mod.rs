@@ -102,7 +102,45 @@ fn short_field(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     }
 }
 
-#[inline]
+/// A length-delimited field `tag` at the start of `buf` whose length takes one or
+/// two varint bytes: (payload, rest). `None` leaves the field to the general reader.
+#[inline(always)]
+fn bytes_field(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    match buf {
+        [t, len, rest @ ..] if *t == tag && *len < 0x80 => {
+            let n = usize::from(*len);
+            (n <= rest.len()).then(|| rest.split_at(n))
+        }
+        [t, lo, hi, rest @ ..] if *t == tag && *hi < 0x80 => {
+            let n = usize::from(*lo & 0x7f) | usize::from(*hi) << 7;
+            (n <= rest.len()).then(|| rest.split_at(n))
+        }
+        _ => None,
+    }
+}
+
+/// A fixed64 field `tag` at the start of `buf`: (value, rest).
+#[inline(always)]
+fn fixed64_field(buf: &[u8], tag: u8) -> Option<(u64, &[u8])> {
+    match buf {
+        [t, rest @ ..] if *t == tag && rest.len() >= 8 => {
+            let (v, rest) = rest.split_at(8);
+            Some((u64::from_le_bytes(v.try_into().ok()?), rest))
+        }
+        _ => None,
+    }
+}
+
+/// A varint field `tag` at the start of `buf` whose value fits one byte: (value, rest).
+#[inline(always)]
+fn small_varint_field(buf: &[u8], tag: u8) -> Option<(u64, &[u8])> {
+    match buf {
+        [t, v, rest @ ..] if *t == tag && *v < 0x80 => Some((u64::from(*v), rest)),
+        _ => None,
+    }
+}
+
+#[inline(always)]
 fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
     // Fast path: `key` then `value`, each under 128 bytes, nothing else.
     if let Some((key, rest)) = short_field(buf, 0x0a) {
@@ -120,6 +158,12 @@ fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
             });
         }
     }
+    raw_kv_walk(buf, base)
+}
+
+/// The general case of [`raw_kv`]: any field order, repeats, unknown fields.
+#[inline(never)]
+fn raw_kv_walk(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
     let mut r = Reader::new(buf, base);
     let mut kv = RawKv {
         key: b"",
@@ -135,6 +179,25 @@ fn raw_kv(buf: &[u8], base: usize) -> Result<RawKv<'_>, DecodeError> {
     Ok(kv)
 }
 
+/// A key's length and its first and last (up to) eight bytes, mixed: equal keys
+/// always agree, different keys of an attribute list almost never do.
+#[inline]
+fn fingerprint(key: &[u8]) -> u64 {
+    let word = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    };
+    let n = key.len();
+    let (head, tail) = if n >= 8 {
+        (word(&key[..8]), word(&key[n - 8..]))
+    } else {
+        (word(key), 0)
+    };
+    let h = (head ^ (n as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h ^ tail.rotate_left(29)).wrapping_mul(0xff51_afd7_ed55_8ccd)
+}
+
 /// Above this many entries duplicates are found with a hash map instead of pairwise.
 const PAIRWISE_DEDUP_MAX: usize = 16;
 
@@ -144,6 +207,7 @@ const PAIRWISE_DEDUP_MAX: usize = 16;
 struct AttrWriter<'a, V = Parts<'a>> {
     kvs: Vec<RawKv<'a, V>>,
     live: Vec<bool>,
+    fingerprints: Vec<u64>,
     scratch: String,
 }
 
@@ -152,13 +216,31 @@ impl<'a, V> Default for AttrWriter<'a, V> {
         AttrWriter {
             kvs: Vec::new(),
             live: Vec::new(),
+            fingerprints: Vec::new(),
             scratch: String::new(),
         }
     }
 }
 
 impl<'a> AttrWriter<'a> {
+    #[inline(always)]
     fn push(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
+        // The fast path of `raw_kv`, pushing in place rather than through a `Result`.
+        if let Some((key, rest)) = short_field(buf, 0x0a) {
+            if let Some((value, [])) = short_field(rest, 0x12) {
+                let at = base + (buf.len() - value.len());
+                self.kvs.push(RawKv {
+                    key,
+                    value: Parts::one(value, at),
+                });
+                return Ok(());
+            }
+        }
+        self.push_any(buf, base)
+    }
+
+    #[inline(never)]
+    fn push_any(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
         let i = self.kvs.len();
         let kv = raw_kv(buf, base).map_err(|e| e.within("attributes", Some(i)))?;
         self.kvs.push(kv);
@@ -195,24 +277,33 @@ impl<'a, V: AnyValue<'a>> AttrWriter<'a, V> {
         if n < 2 {
             return;
         }
-        // A key's (length, last byte) rarely collides; with no collision there can be
-        // no duplicate, which spares the pairwise comparison for typical spans.
-        let mut seen = 0u64;
-        let mut collision = false;
-        for kv in &self.kvs {
-            let bit = 1u64
-                << ((kv.key.len() * 7 + usize::from(kv.key.last().copied().unwrap_or(0))) % 64);
-            collision |= seen & bit != 0;
-            seen |= bit;
+        // Equal keys have equal fingerprints. Each fingerprint sets a bit in each of
+        // two 256-bit sets (from different bits of it); unless both sets see a
+        // collision there can be no duplicate, which spares the pairwise comparison
+        // for typical spans.
+        self.fingerprints.clear();
+        self.fingerprints
+            .extend(self.kvs.iter().map(|kv| fingerprint(kv.key)));
+        let mut seen = [[0u64; 4]; 2];
+        let mut collision = [false; 2];
+        for &fp in &self.fingerprints {
+            for (set, (seen, collision)) in seen.iter_mut().zip(&mut collision).enumerate() {
+                let bit = ((fp >> (56 - 8 * set)) & 0xff) as usize;
+                let (word, mask) = (bit >> 6, 1u64 << (bit & 63));
+                *collision |= seen[word] & mask != 0;
+                seen[word] |= mask;
+            }
         }
-        if !collision {
+        if !(collision[0] && collision[1]) {
             return;
         }
         if n <= PAIRWISE_DEDUP_MAX {
-            for i in 0..n {
-                let key = self.kvs[i].key;
-                if self.kvs[i + 1..].iter().any(|kv| kv.key == key) {
-                    self.live[i] = false;
+            // Keys are compared only where whole fingerprints agree.
+            for (i, fp) in self.fingerprints.iter().enumerate() {
+                let later = &self.fingerprints[i + 1..];
+                if later.contains(fp) {
+                    let key = self.kvs[i].key;
+                    self.live[i] = !self.kvs[i + 1..].iter().any(|kv| kv.key == key);
                 }
             }
         } else {

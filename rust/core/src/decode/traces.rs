@@ -3,8 +3,8 @@
 use super::columns::{hex_bytes, ContextColumns, Hex, SpanRow, SpansBuilder};
 use super::wire::{Reader, Value};
 use super::{
-    nanos, opt, row_estimate, walk_request, AttrWriter, DecodeOptions, DecodeStats, Decoded,
-    Envelope, RecordSink,
+    bytes_field, fixed64_field, nanos, opt, row_estimate, small_varint_field, walk_request,
+    AttrWriter, DecodeOptions, DecodeStats, Decoded, Envelope, RecordSink,
 };
 use crate::error::{DecodeError, Error};
 use crate::schema::{SPAN_KINDS, STATUS_CODES};
@@ -58,45 +58,76 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
         context: u32,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
-        let mut trace_id: &[u8] = b"";
-        let mut span_id: &[u8] = b"";
-        let mut parent: &[u8] = b"";
-        let mut trace_state: &[u8] = b"";
-        let mut name: &[u8] = b"";
-        let mut kind = 0u64;
-        let mut start = 0u64;
-        let mut end = 0u64;
-        let mut status_message: &[u8] = b"";
-        let mut status_code = 0u64;
-        let mut nested = false;
-
-        let mut r = Reader::new(buf, base);
+        let mut f = SpanScan::default();
+        // Fast path: the fields in field-number order, as encoders write them, each
+        // read where it is expected; whatever is left (or unusual) goes through the
+        // general reader below, which then sees the rest of the fields in wire order.
+        let mut rest = buf;
+        let at = |payload: &[u8], rest: &[u8]| base + buf.len() - rest.len() - payload.len();
+        let strings = [
+            (0x0a, &mut f.trace_id),
+            (0x12, &mut f.span_id),
+            (0x1a, &mut f.trace_state),
+            (0x22, &mut f.parent),
+            (0x2a, &mut f.name),
+        ];
+        for (tag, slot) in strings {
+            if let Some((b, r)) = bytes_field(rest, tag) {
+                (*slot, rest) = (b, r);
+            }
+        }
+        if let Some((x, r)) = small_varint_field(rest, 0x30) {
+            (f.kind, rest) = (x, r);
+        }
+        for (tag, slot) in [(0x39, &mut f.start), (0x41, &mut f.end)] {
+            if let Some((x, r)) = fixed64_field(rest, tag) {
+                (*slot, rest) = (x, r);
+            }
+        }
+        while let Some((b, r)) = bytes_field(rest, 0x4a) {
+            self.attrs.push(b, at(b, r))?;
+            rest = r;
+        }
+        while let Some((_, r)) = bytes_field(rest, 0x5a) {
+            (f.nested, rest) = (true, r);
+        }
+        while let Some((_, r)) = bytes_field(rest, 0x6a) {
+            (f.nested, rest) = (true, r);
+        }
+        if let Some((b, r)) = bytes_field(rest, 0x7a) {
+            f.status(b, at(b, r))?;
+            rest = r;
+        }
+        let mut r = Reader::new(rest, base + buf.len() - rest.len());
         while let Some((field, v)) = r.next()? {
             match (field, v) {
-                (1, Value::Bytes(b, _)) => trace_id = b,
-                (2, Value::Bytes(b, _)) => span_id = b,
-                (3, Value::Bytes(b, _)) => trace_state = b,
-                (4, Value::Bytes(b, _)) => parent = b,
-                (5, Value::Bytes(b, _)) => name = b,
-                (6, Value::Varint(x)) => kind = x,
-                (7, Value::Fixed64(x)) => start = x,
-                (8, Value::Fixed64(x)) => end = x,
-                (11 | 13, Value::Bytes(..)) => nested = true,
+                (1, Value::Bytes(b, _)) => f.trace_id = b,
+                (2, Value::Bytes(b, _)) => f.span_id = b,
+                (3, Value::Bytes(b, _)) => f.trace_state = b,
+                (4, Value::Bytes(b, _)) => f.parent = b,
+                (5, Value::Bytes(b, _)) => f.name = b,
+                (6, Value::Varint(x)) => f.kind = x,
+                (7, Value::Fixed64(x)) => f.start = x,
+                (8, Value::Fixed64(x)) => f.end = x,
+                (11 | 13, Value::Bytes(..)) => f.nested = true,
                 (9, Value::Bytes(b, at)) => self.attrs.push(b, at)?,
-                (15, Value::Bytes(b, at)) => {
-                    // Status is merged field by field if it occurs more than once.
-                    let mut s = Reader::new(b, at);
-                    while let Some((f, v)) = s.next().map_err(|e| e.within("status", None))? {
-                        match (f, v) {
-                            (2, Value::Bytes(m, _)) => status_message = m,
-                            (3, Value::Varint(x)) => status_code = x,
-                            _ => {}
-                        }
-                    }
-                }
+                (15, Value::Bytes(b, at)) => f.status(b, at)?,
                 _ => {}
             }
         }
+        let SpanScan {
+            trace_id,
+            span_id,
+            parent,
+            trace_state,
+            name,
+            kind,
+            start,
+            end,
+            status_message,
+            status_code,
+            nested,
+        } = f;
 
         let span = SpanFields {
             trace_id,
@@ -119,6 +150,38 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             self.events_and_links(buf, base, stats)?;
         }
         span.append_to(&mut self.out, context, stats);
+        Ok(())
+    }
+}
+
+/// A span's fields as read from the wire so far (protobuf: the last occurrence wins).
+#[derive(Default)]
+struct SpanScan<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent: &'a [u8],
+    trace_state: &'a [u8],
+    name: &'a [u8],
+    kind: u64,
+    start: u64,
+    end: u64,
+    status_message: &'a [u8],
+    status_code: u64,
+    /// Events or links present.
+    nested: bool,
+}
+
+impl<'a> SpanScan<'a> {
+    /// Status is merged field by field if it occurs more than once.
+    fn status(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
+        let mut s = Reader::new(buf, base);
+        while let Some((f, v)) = s.next().map_err(|e| e.within("status", None))? {
+            match (f, v) {
+                (2, Value::Bytes(m, _)) => self.status_message = m,
+                (3, Value::Varint(x)) => self.status_code = x,
+                _ => {}
+            }
+        }
         Ok(())
     }
 }
