@@ -128,7 +128,7 @@ def seeds() -> dict[str, list[tuple[str, bytes]]]:
             ("rich.json", otlp_json(rich_logs)),
             ("rich-spelled.json", otlp_json(rich_logs, **spelled)),
         ],
-        "wal_replay": [(f"{name}.log", data) for name, data in wal_segments()],
+        "wal_replay": [(f"{name}.wal", data) for name, data in wal_segments()],
     }
 
 
