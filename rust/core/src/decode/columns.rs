@@ -12,7 +12,7 @@ use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampN
 use arrow_array::{
     Array, ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
 };
-use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
 
 use super::DecodeStats;
@@ -25,10 +25,19 @@ pub(crate) struct Utf8Column {
     /// into, so that short strings are copied inline rather than by a `memcpy` call.
     data: Vec<u8>,
     len: usize,
-    nulls: NullBufferBuilder,
+    /// Rows that are NULL, in order: most columns have none, so a non-null push
+    /// costs nothing here and the validity bitmap is built once, when finishing.
+    nulls: Vec<usize>,
     /// For attribute values: the length cap, which also binds text that only grew
     /// past it when invalid UTF-8 was repaired.
     cap: Option<usize>,
+}
+
+/// The length of a [`Utf8Column`] at some point, to go back to.
+#[derive(Clone, Copy)]
+pub(crate) struct Mark {
+    rows: usize,
+    bytes: usize,
 }
 
 /// How much room (zeroed) a column's text grows by at a time within its capacity.
@@ -65,7 +74,7 @@ impl Utf8Column {
             offsets,
             data: Vec::with_capacity(bytes),
             len: 0,
-            nulls: NullBufferBuilder::new(rows),
+            nulls: Vec::new(),
             cap: None,
         }
     }
@@ -95,7 +104,6 @@ impl Utf8Column {
         self.len = end;
         // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
         self.offsets.push(end as i32);
-        self.nulls.append_non_null();
     }
 
     #[inline]
@@ -105,8 +113,8 @@ impl Utf8Column {
 
     #[inline]
     pub(crate) fn push_null(&mut self) {
+        self.nulls.push(self.len());
         self.offsets.push(self.len as i32);
-        self.nulls.append_null();
     }
 
     #[inline]
@@ -121,16 +129,46 @@ impl Utf8Column {
         self.offsets.len() - 1
     }
 
+    /// Where the column ends now, for [`Utf8Column::truncate`].
+    #[inline]
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            rows: self.len(),
+            bytes: self.len,
+        }
+    }
+
+    /// Drops the values pushed since `mark`.
+    pub(crate) fn truncate(&mut self, mark: Mark) {
+        self.offsets.truncate(mark.rows + 1);
+        self.len = mark.bytes;
+        while self.nulls.last().is_some_and(|&r| r >= mark.rows) {
+            self.nulls.pop();
+        }
+    }
+
+    fn finish_nulls(&mut self) -> Option<NullBuffer> {
+        if self.nulls.is_empty() {
+            return None;
+        }
+        let mut valid = BooleanBufferBuilder::new(self.len());
+        valid.append_n(self.len(), true);
+        for row in self.nulls.drain(..) {
+            valid.set_bit(row, false);
+        }
+        Some(NullBuffer::new(valid.finish()))
+    }
+
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<StringArray, ArrowError> {
         if i32::try_from(self.len).is_err() {
             return Err(ArrowError::InvalidArgumentError(
                 "a string column of this request exceeds 2 GiB".into(),
             ));
         }
+        let nulls = self.finish_nulls();
         self.data.truncate(std::mem::take(&mut self.len));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
         let data = Buffer::from_vec(std::mem::take(&mut self.data));
-        let nulls = self.nulls.finish();
         self.offsets.push(0);
         match StringArray::try_new(offsets.clone(), data.clone(), nulls.clone()) {
             Ok(a) => Ok(a),
@@ -353,6 +391,18 @@ impl MapColumn {
     #[inline]
     pub(crate) fn close_row(&mut self) {
         self.offsets.push(self.keys.len() as i32);
+    }
+
+    /// Where the open row's entries end now, for [`MapColumn::truncate`].
+    #[inline]
+    pub(crate) fn mark(&self) -> (Mark, Mark) {
+        (self.keys.mark(), self.values.mark())
+    }
+
+    /// Drops the entries written since `mark` (the row stays open).
+    pub(crate) fn truncate(&mut self, mark: (Mark, Mark)) {
+        self.keys.truncate(mark.0);
+        self.values.truncate(mark.1);
     }
 
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<MapArray, ArrowError> {

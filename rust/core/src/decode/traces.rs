@@ -58,6 +58,66 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
         context: u32,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
+        // Attributes go straight into the map column; a span that turns out to need
+        // more (a duplicate key, a malformed or rejected span) is taken back out and
+        // decoded again by the general path, with the counters it had touched.
+        let mark = self.out.attributes().mark();
+        let repairs = (stats.invalid_utf8, stats.truncated_values, stats.depth_capped);
+        self.attrs.begin_direct();
+        if let Ok(f) = self.scan::<true>(buf, base, stats) {
+            if self.attrs.direct_distinct() && f.valid() {
+                let nested = f.nested;
+                let span = f.fields();
+                if nested {
+                    self.events_and_links(buf, base, stats)?;
+                }
+                span.append_to(&mut self.out, context, stats);
+                return Ok(());
+            }
+        }
+        self.out.attributes().truncate(mark);
+        (stats.invalid_utf8, stats.truncated_values, stats.depth_capped) = repairs;
+        self.record_general(buf, base, context, stats)
+    }
+}
+
+impl<'a> SpanDecoder<'a, '_> {
+    /// A span's attributes gathered (then deduplicated and written), the reference
+    /// semantics for every span the direct path of `record` gives back.
+    #[inline(never)]
+    fn record_general(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        context: u32,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
+        self.attrs.clear();
+        let f = self.scan::<false>(buf, base, stats)?;
+        let nested = f.nested;
+        let span = f.fields();
+        if !span.accept(base, stats) {
+            self.attrs.clear();
+            return Ok(());
+        }
+        self.attrs.write(self.out.attributes(), self.opts, stats)?;
+        if nested {
+            self.events_and_links(buf, base, stats)?;
+        }
+        span.append_to(&mut self.out, context, stats);
+        Ok(())
+    }
+
+    /// Reads a span's fields. Its attributes are written to the map column
+    /// (`DIRECT`, see [`AttrWriter::direct`]; any error then only means "take the
+    /// general path") or gathered in `self.attrs`.
+    #[inline(always)]
+    fn scan<const DIRECT: bool>(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        stats: &mut DecodeStats,
+    ) -> Result<SpanScan<'a>, DecodeError> {
         let mut f = SpanScan::default();
         // Fast path: the fields in field-number order, as encoders write them, each
         // read where it is expected; whatever is left (or unusual) goes through the
@@ -85,7 +145,7 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             }
         }
         while let Some((b, r)) = bytes_field(rest, 0x4a) {
-            self.attrs.push(b, at(b, r))?;
+            self.attribute::<DIRECT>(b, at(b, r), stats)?;
             rest = r;
         }
         while let Some((_, r)) = bytes_field(rest, 0x5a) {
@@ -110,48 +170,40 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
                 (7, Value::Fixed64(x)) => f.start = x,
                 (8, Value::Fixed64(x)) => f.end = x,
                 (11 | 13, Value::Bytes(..)) => f.nested = true,
-                (9, Value::Bytes(b, at)) => self.attrs.push(b, at)?,
+                (9, Value::Bytes(b, at)) => self.attribute::<DIRECT>(b, at, stats)?,
                 (15, Value::Bytes(b, at)) => f.status(b, at)?,
                 _ => {}
             }
         }
-        let SpanScan {
-            trace_id,
-            span_id,
-            parent,
-            trace_state,
-            name,
-            kind,
-            start,
-            end,
-            status_message,
-            status_code,
-            nested,
-        } = f;
-
-        let span = SpanFields {
-            trace_id,
-            span_id,
-            parent,
-            trace_state,
-            name,
-            kind: enum_value(kind),
-            start,
-            end,
-            status_code: enum_value(status_code),
-            status_message,
-        };
-        if !span.accept(base, stats) {
-            self.attrs.clear();
-            return Ok(());
-        }
-        self.attrs.write(self.out.attributes(), self.opts, stats)?;
-        if nested {
-            self.events_and_links(buf, base, stats)?;
-        }
-        span.append_to(&mut self.out, context, stats);
-        Ok(())
+        Ok(f)
     }
+
+    #[inline(always)]
+    fn attribute<const DIRECT: bool>(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
+        if !DIRECT {
+            return self.attrs.push(buf, base);
+        }
+        match self
+            .attrs
+            .direct(buf, base, self.out.attributes(), self.opts, stats)
+        {
+            Some(()) => Ok(()),
+            None => Err(take_general_path(base)),
+        }
+    }
+}
+
+/// The error that sends a span from the direct path to the general one, which
+/// then reports what is actually wrong.
+#[cold]
+#[inline(never)]
+fn take_general_path(at: usize) -> DecodeError {
+    DecodeError::new(at, "attribute needs the general path")
 }
 
 /// A span's fields as read from the wire so far (protobuf: the last occurrence wins).
@@ -172,6 +224,30 @@ struct SpanScan<'a> {
 }
 
 impl<'a> SpanScan<'a> {
+    /// Whether [`SpanFields::accept`] will take the span, without counting anything.
+    #[inline]
+    fn valid(&self) -> bool {
+        valid_id(self.trace_id, 16)
+            && valid_id(self.span_id, 8)
+            && (self.parent.is_empty() || self.parent.len() == 8)
+    }
+
+    #[inline]
+    fn fields(self) -> SpanFields<'a> {
+        SpanFields {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            trace_state: self.trace_state,
+            name: self.name,
+            kind: enum_value(self.kind),
+            start: self.start,
+            end: self.end,
+            status_code: enum_value(self.status_code),
+            status_message: self.status_message,
+        }
+    }
+
     /// Status is merged field by field if it occurs more than once.
     fn status(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
         let mut s = Reader::new(buf, base);
