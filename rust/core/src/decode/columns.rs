@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder};
+use arrow_array::builder::{Int32Builder, StringBuilder, TimestampNanosecondBuilder};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, BinaryArray, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    TimestampNanosecondArray,
 };
 use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
@@ -103,6 +104,22 @@ impl Utf8Column {
         copy_prefix(&mut self.data[self.len..], b);
         self.len = end;
         // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
+        self.offsets.push(end as i32);
+    }
+
+    /// Appends the lowercase hex of `id`.
+    #[inline]
+    pub(crate) fn push_hex(&mut self, id: &[u8]) {
+        let end = self.len + 2 * id.len();
+        if end > self.data.len() {
+            self.grow(end);
+        }
+        if let Some(dst) = self.data.get_mut(self.len..end) {
+            for (pair, &b) in dst.chunks_exact_mut(2).zip(id) {
+                pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+            }
+        }
+        self.len = end;
         self.offsets.push(end as i32);
     }
 
@@ -348,6 +365,14 @@ fn append_repeated(
     Ok(())
 }
 
+/// Appends `v` `rows` times: a block of copies is built once and appended whole.
+fn append_value_repeated(out: &mut StringBuilder, v: &str, rows: usize) -> Result<(), ArrowError> {
+    let n = rows.min(REPEAT_ROWS);
+    let mut block = StringBuilder::with_capacity(n, v.len() * n);
+    block.append_value_n(v, n);
+    append_repeated(out, &block.finish(), 1, rows)
+}
+
 impl Entries {
     fn pack(&self) -> PackedMap {
         let mut keys = StringBuilder::with_capacity(self.items.len(), self.text.len());
@@ -528,7 +553,7 @@ impl ContextColumns {
             let res = &self.resources[*r];
             for (col, v) in strings.iter_mut().zip(lifted(res, scope)) {
                 match v {
-                    Some(v) => col.append_value_n(v, run.len()),
+                    Some(v) => append_value_repeated(col, v, run.len())?,
                     None => col.append_nulls(run.len()),
                 }
             }
@@ -571,6 +596,12 @@ impl ContextColumns {
 
 fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
     TimestampNanosecondBuilder::with_capacity(rows).with_timezone(schema::TIMEZONE)
+}
+
+/// A timestamp column without NULLs, from its values.
+fn timestamp_array(values: Vec<i64>) -> TimestampNanosecondArray {
+    TimestampNanosecondArray::new(ScalarBuffer::from(values), None)
+        .with_timezone(schema::TIMEZONE)
 }
 
 /// Lowercase hex of an id (up to 16 bytes), on the stack.
@@ -616,8 +647,9 @@ pub(crate) fn hex_bytes(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// One span's scalar fields, borrowed from whatever the decoder reads. Byte
-/// strings are checked for UTF-8 when the batch is finished.
+/// One span's scalar fields, borrowed from whatever the decoder reads: ids as
+/// their bytes (written as hex), byte strings checked for UTF-8 when the batch
+/// is finished.
 pub(crate) struct SpanRow<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
@@ -639,9 +671,9 @@ pub(crate) struct SpansBuilder {
     trace_state: Utf8Column,
     span_name: Utf8Column,
     span_kind: Utf8Column,
-    start_time: TimestampNanosecondBuilder,
-    end_time: TimestampNanosecondBuilder,
-    duration_ns: Int64Builder,
+    start_time: Vec<i64>,
+    end_time: Vec<i64>,
+    duration_ns: Vec<i64>,
     status_code: Utf8Column,
     status_message: Utf8Column,
     pub(crate) contexts: ContextColumns,
@@ -660,9 +692,9 @@ impl SpansBuilder {
             trace_state: Utf8Column::with_capacity(rows, 0),
             span_name: Utf8Column::with_capacity(rows, rows * 16),
             span_kind: Utf8Column::with_capacity(rows, rows * 6),
-            start_time: timestamps(rows),
-            end_time: timestamps(rows),
-            duration_ns: Int64Builder::with_capacity(rows),
+            start_time: Vec::with_capacity(rows),
+            end_time: Vec::with_capacity(rows),
+            duration_ns: Vec::with_capacity(rows),
             status_code: Utf8Column::with_capacity(rows, rows * 5),
             status_message: Utf8Column::with_capacity(rows, 0),
             contexts: ContextColumns::default(),
@@ -678,15 +710,18 @@ impl SpansBuilder {
     /// [`SpansBuilder::links`]; this closes those rows.
     #[inline]
     pub(crate) fn append(&mut self, row: &SpanRow<'_>, context: u32) {
-        self.trace_id.push_bytes(row.trace_id);
-        self.span_id.push_bytes(row.span_id);
-        self.parent_span_id.push_opt(row.parent_span_id);
+        self.trace_id.push_hex(row.trace_id);
+        self.span_id.push_hex(row.span_id);
+        match row.parent_span_id {
+            Some(id) => self.parent_span_id.push_hex(id),
+            None => self.parent_span_id.push_null(),
+        }
         self.trace_state.push_opt(row.trace_state);
         self.span_name.push_bytes(row.name);
         self.span_kind.push_str(row.kind);
-        self.start_time.append_value(row.start);
-        self.end_time.append_value(row.end);
-        self.duration_ns.append_value(row.duration);
+        self.start_time.push(row.start);
+        self.end_time.push(row.end);
+        self.duration_ns.push(row.duration);
         self.status_code.push_str(row.status_code);
         self.status_message.push_opt(row.status_message);
         self.contexts.push_row(context);
@@ -720,9 +755,12 @@ impl SpansBuilder {
             Arc::new(self.trace_state.finish(stats)?),
             Arc::new(self.span_name.finish(stats)?),
             Arc::new(self.span_kind.finish(stats)?),
-            Arc::new(self.start_time.finish()),
-            Arc::new(self.end_time.finish()),
-            Arc::new(self.duration_ns.finish()),
+            Arc::new(timestamp_array(std::mem::take(&mut self.start_time))),
+            Arc::new(timestamp_array(std::mem::take(&mut self.end_time))),
+            Arc::new(Int64Array::new(
+                ScalarBuffer::from(std::mem::take(&mut self.duration_ns)),
+                None,
+            )),
             Arc::new(self.status_code.finish(stats)?),
             Arc::new(self.status_message.finish(stats)?),
         ];

@@ -1,6 +1,6 @@
 //! `ExportTraceServiceRequest` -> `spans` batch.
 
-use super::columns::{hex_bytes, ContextColumns, Hex, SpanRow, SpansBuilder};
+use super::columns::{hex_bytes, ContextColumns, SpanRow, SpansBuilder};
 use super::wire::{Reader, Value};
 use super::{
     bytes_field, fixed64_field, nanos, opt, row_estimate, small_varint_field, walk_request,
@@ -322,13 +322,10 @@ impl SpanFields<'_> {
             stats.negative_durations += 1;
             0
         };
-        let tid = Hex::new(self.trace_id);
-        let sid = Hex::new(self.span_id);
-        let pid = Hex::new(self.parent);
         let row = SpanRow {
-            trace_id: tid.as_bytes(),
-            span_id: sid.as_bytes(),
-            parent_span_id: valid_id(self.parent, 8).then(|| pid.as_bytes()),
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: valid_id(self.parent, 8).then_some(self.parent),
             trace_state: opt(self.trace_state),
             name: self.name,
             kind: usize::try_from(self.kind)
@@ -394,10 +391,10 @@ impl<'a> SpanDecoder<'a, '_> {
                 _ => {}
             }
         }
-        let mut attrs = AttrWriter::default();
-        attrs.collect(buf, base, 3)?;
+        self.attrs.clear();
+        self.attrs.collect(buf, base, 3)?;
         let events = self.out.events();
-        attrs.write(events.attributes(), self.opts, stats)?;
+        self.attrs.write(events.attributes(), self.opts, stats)?;
         events.push(nanos(time), name);
         Ok(())
     }
@@ -420,10 +417,10 @@ impl<'a> SpanDecoder<'a, '_> {
                 _ => {}
             }
         }
-        let mut attrs = AttrWriter::default();
-        attrs.collect(buf, base, 4)?;
+        self.attrs.clear();
+        self.attrs.collect(buf, base, 4)?;
         let links = self.out.links();
-        attrs.write(links.attributes(), self.opts, stats)?;
+        self.attrs.write(links.attributes(), self.opts, stats)?;
         links.push(&hex_bytes(trace_id), &hex_bytes(span_id), opt(trace_state));
         Ok(())
     }
