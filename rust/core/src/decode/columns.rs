@@ -98,12 +98,30 @@ impl Utf8Column {
     #[inline]
     pub(crate) fn push_bytes(&mut self, b: &[u8]) {
         let end = self.len + b.len();
+        // Everything that calls out (growing, long copies) is kept off this path,
+        // which then needs no registers saved and is a handful of instructions.
+        if end > self.data.len() || b.len() > 32 || self.offsets.len() == self.offsets.capacity() {
+            return self.push_bytes_cold(b);
+        }
+        // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
+        // (The offset goes first: after the byte stores the compiler could no longer
+        // tell that `offsets` still has room.)
+        self.offsets.push(end as i32);
+        if let Some(dst) = self.data.get_mut(self.len..end) {
+            copy_prefix(dst, b);
+        }
+        self.len = end;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_bytes_cold(&mut self, b: &[u8]) {
+        let end = self.len + b.len();
         if end > self.data.len() {
             self.grow(end);
         }
         copy_prefix(&mut self.data[self.len..], b);
         self.len = end;
-        // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
         self.offsets.push(end as i32);
     }
 
@@ -114,13 +132,13 @@ impl Utf8Column {
         if end > self.data.len() {
             self.grow(end);
         }
+        self.offsets.push(end as i32);
         if let Some(dst) = self.data.get_mut(self.len..end) {
             for (pair, &b) in dst.chunks_exact_mut(2).zip(id) {
                 pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
             }
         }
         self.len = end;
-        self.offsets.push(end as i32);
     }
 
     #[inline]
