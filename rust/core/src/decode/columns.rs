@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, StringBuilder, TimestampNanosecondBuilder};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
-    TimestampNanosecondArray,
+    Array, ArrayRef, BinaryArray, Int64Array, ListArray, MapArray, RecordBatch, StringArray,
+    StructArray, TimestampNanosecondArray,
 };
 use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
@@ -618,8 +618,7 @@ fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
 
 /// A timestamp column without NULLs, from its values.
 fn timestamp_array(values: Vec<i64>) -> TimestampNanosecondArray {
-    TimestampNanosecondArray::new(ScalarBuffer::from(values), None)
-        .with_timezone(schema::TIMEZONE)
+    TimestampNanosecondArray::new(ScalarBuffer::from(values), None).with_timezone(schema::TIMEZONE)
 }
 
 /// Lowercase hex of an id (up to 16 bytes), on the stack.

@@ -62,21 +62,29 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
         // more (a duplicate key, a malformed or rejected span) is taken back out and
         // decoded again by the general path, with the counters it had touched.
         let mark = self.out.attributes().mark();
-        let repairs = (stats.invalid_utf8, stats.truncated_values, stats.depth_capped);
+        let repairs = (
+            stats.invalid_utf8,
+            stats.truncated_values,
+            stats.depth_capped,
+        );
         self.attrs.begin_direct();
         if let Ok(f) = self.scan::<true>(buf, base, stats) {
             if self.attrs.direct_distinct() && f.valid() {
-                let nested = f.nested;
+                let nested = f.nested_fields(buf, base);
                 let span = f.fields();
-                if nested {
-                    self.events_and_links(buf, base, stats)?;
+                if let Some((b, at)) = nested {
+                    self.events_and_links(b, at, stats)?;
                 }
                 span.append_to(&mut self.out, context, stats);
                 return Ok(());
             }
         }
         self.out.attributes().truncate(mark);
-        (stats.invalid_utf8, stats.truncated_values, stats.depth_capped) = repairs;
+        (
+            stats.invalid_utf8,
+            stats.truncated_values,
+            stats.depth_capped,
+        ) = repairs;
         self.record_general(buf, base, context, stats)
     }
 }
@@ -94,15 +102,15 @@ impl<'a> SpanDecoder<'a, '_> {
     ) -> Result<(), DecodeError> {
         self.attrs.clear();
         let f = self.scan::<false>(buf, base, stats)?;
-        let nested = f.nested;
+        let nested = f.nested_fields(buf, base);
         let span = f.fields();
         if !span.accept(base, stats) {
             self.attrs.clear();
             return Ok(());
         }
         self.attrs.write(self.out.attributes(), self.opts, stats)?;
-        if nested {
-            self.events_and_links(buf, base, stats)?;
+        if let Some((b, at)) = nested {
+            self.events_and_links(b, at, stats)?;
         }
         span.append_to(&mut self.out, context, stats);
         Ok(())
@@ -148,12 +156,14 @@ impl<'a> SpanDecoder<'a, '_> {
             self.attribute::<DIRECT>(b, at(b, r), stats)?;
             rest = r;
         }
+        let events_from = rest;
         while let Some((_, r)) = bytes_field(rest, 0x5a) {
             (f.nested, rest) = (true, r);
         }
         while let Some((_, r)) = bytes_field(rest, 0x6a) {
             (f.nested, rest) = (true, r);
         }
+        f.nested_run = buf.len() - events_from.len()..buf.len() - rest.len();
         if let Some((b, r)) = bytes_field(rest, 0x7a) {
             f.status(b, at(b, r))?;
             rest = r;
@@ -169,7 +179,7 @@ impl<'a> SpanDecoder<'a, '_> {
                 (6, Value::Varint(x)) => f.kind = x,
                 (7, Value::Fixed64(x)) => f.start = x,
                 (8, Value::Fixed64(x)) => f.end = x,
-                (11 | 13, Value::Bytes(..)) => f.nested = true,
+                (11 | 13, Value::Bytes(..)) => (f.nested, f.nested_elsewhere) = (true, true),
                 (9, Value::Bytes(b, at)) => self.attribute::<DIRECT>(b, at, stats)?,
                 (15, Value::Bytes(b, at)) => f.status(b, at)?,
                 _ => {}
@@ -221,6 +231,10 @@ struct SpanScan<'a> {
     status_code: u64,
     /// Events or links present.
     nested: bool,
+    /// Where the fast path found events and links one after the other, and whether
+    /// any are elsewhere in the span.
+    nested_run: std::ops::Range<usize>,
+    nested_elsewhere: bool,
 }
 
 impl<'a> SpanScan<'a> {
@@ -230,6 +244,19 @@ impl<'a> SpanScan<'a> {
         valid_id(self.trace_id, 16)
             && valid_id(self.span_id, 8)
             && (self.parent.is_empty() || self.parent.len() == 8)
+    }
+
+    /// The part of the span (`buf` at `base`) to read events and links from, if it
+    /// has any: only the run the fast path saw them in, unless some are elsewhere.
+    #[inline]
+    fn nested_fields(&self, buf: &'a [u8], base: usize) -> Option<(&'a [u8], usize)> {
+        if !self.nested {
+            return None;
+        }
+        match buf.get(self.nested_run.clone()) {
+            Some(run) if !self.nested_elsewhere => Some((run, base + self.nested_run.start)),
+            _ => Some((buf, base)),
+        }
     }
 
     #[inline]
@@ -423,5 +450,88 @@ impl<'a> SpanDecoder<'a, '_> {
         self.attrs.write(links.attributes(), self.opts, stats)?;
         links.push(&hex_bytes(trace_id), &hex_bytes(span_id), opt(trace_state));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![field << 3 | 2, payload.len() as u8];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn request(span: &[u8]) -> Vec<u8> {
+        ld(1, &ld(2, &ld(2, span)))
+    }
+
+    /// Events and links read from the run the fast path saw them in give what
+    /// reading the whole span gives when some of them are elsewhere.
+    #[test]
+    fn events_and_links_anywhere_in_the_span() {
+        let kv = ld(1, b"k")
+            .into_iter()
+            .chain(ld(2, &ld(1, b"v")))
+            .collect::<Vec<_>>();
+        let event = |name: &[u8]| [ld(2, name), ld(3, &kv)].concat();
+        let link = [ld(1, &[7; 16]), ld(2, &[8; 8])].concat();
+        let head = [ld(1, &[1; 16]), ld(2, &[2; 8]), ld(5, b"op")].concat();
+        let (e1, e2, l1) = (ld(11, &event(b"a")), ld(11, &event(b"b")), ld(13, &link));
+        let status = ld(15, &[0x18, 2]);
+        let dropped = vec![12 << 3, 0];
+        let spans = [
+            [
+                head.clone(),
+                e1.clone(),
+                e2.clone(),
+                l1.clone(),
+                status.clone(),
+            ]
+            .concat(),
+            [
+                head.clone(),
+                e1.clone(),
+                status.clone(),
+                e2.clone(),
+                l1.clone(),
+            ]
+            .concat(),
+            [
+                head.clone(),
+                e1.clone(),
+                e2.clone(),
+                dropped,
+                l1.clone(),
+                status.clone(),
+            ]
+            .concat(),
+        ];
+        let opts = DecodeOptions::default();
+        let batches: Vec<_> = spans
+            .iter()
+            .map(|s| decode_traces(&request(s), &opts).map(|d| d.batch).ok())
+            .collect();
+        let nested = |i: usize| {
+            batches[i].as_ref().map(|b| {
+                let s = b.schema();
+                let col = |name: &str| s.index_of(name).ok().map(|c| b.column(c).clone());
+                (col("events"), col("links"))
+            })
+        };
+        let lengths = nested(0).and_then(|(e, l)| {
+            let len = |c: Option<arrow_array::ArrayRef>| {
+                c.and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow_array::ListArray>()
+                        .map(|l| l.value_length(0))
+                })
+            };
+            Some((len(e)?, len(l)?))
+        });
+        assert_eq!(lengths, Some((2, 1)));
+        assert_eq!(nested(0), nested(1));
+        assert_eq!(nested(0), nested(2));
     }
 }
