@@ -148,6 +148,19 @@ impl Utf8Column {
 
     #[inline]
     pub(crate) fn push_null(&mut self) {
+        // Leaf code like `push_bytes`: growing either list is the cold path.
+        if self.offsets.len() == self.offsets.capacity()
+            || self.nulls.len() == self.nulls.capacity()
+        {
+            return self.push_null_cold();
+        }
+        self.nulls.push(self.offsets.len() - 1);
+        self.offsets.push(self.len as i32);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_null_cold(&mut self) {
         self.nulls.push(self.len());
         self.offsets.push(self.len as i32);
     }
