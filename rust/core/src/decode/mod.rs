@@ -583,6 +583,18 @@ fn walk_scope<'a, S: RecordSink<'a>>(
             sink.record(b, at, context, stats)
                 .map_err(|e| e.within(env.records, Some(i)))?;
             i += 1;
+            // The records right after it, each `0x12` and a one- or two-byte length,
+            // are taken without the general reader, which resumes after them.
+            let from = r.remaining();
+            let mut rest = from;
+            while let Some((b, tail)) = bytes_field(rest, 0x12) {
+                let at = r.offset() + (from.len() - tail.len() - b.len());
+                sink.record(b, at, context, stats)
+                    .map_err(|e| e.within(env.records, Some(i)))?;
+                i += 1;
+                rest = tail;
+            }
+            r.skip(from.len() - rest.len());
         }
     }
     Ok(())
