@@ -234,7 +234,7 @@ pub fn write_data_files(
 /// compares single integers.
 fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
     let rows = keys.first().map_or(0, |k| k.len());
-    let ranks = keys.iter().map(|k| ranks(k)).collect::<Result<Vec<_>>>()?;
+    let ranks = keys.iter().map(ranks).collect::<Result<Vec<_>>>()?;
     let bits: Vec<u32> = ranks
         .iter()
         .map(|r| 128 - r.iter().max().copied().unwrap_or(0).leading_zeros())
@@ -1127,30 +1127,27 @@ mod tests {
             rng ^= rng << 17;
             (rng % n as u64) as usize
         };
-        let mut cols: (
-            Vec<i32>,
-            Vec<Option<&str>>,
-            Vec<Option<&str>>,
-            Vec<Option<i64>>,
-        ) = Default::default();
+        let mut days_col: Vec<i32> = Vec::new();
+        let mut few: Vec<Option<&str>> = Vec::new();
+        let mut many: Vec<Option<&str>> = Vec::new();
+        let mut int_col: Vec<Option<i64>> = Vec::new();
         for _ in 0..rows {
-            cols.0.push(days[next(days.len())]);
-            cols.1.push(strings[next(3)]);
-            cols.2.push(strings[next(strings.len())]);
-            cols.3.push(ints[next(ints.len())]);
+            days_col.push(days[next(days.len())]);
+            few.push(strings[next(3)]);
+            many.push(strings[next(strings.len())]);
+            int_col.push(ints[next(ints.len())]);
         }
         // With the extremes of i64 the ranks need more than 128 bits (the comparator
         // path); clamped, they pack into one u128.
         for clamp in [i64::MAX, 1000] {
-            let ints: Vec<Option<i64>> = cols
-                .3
+            let ints: Vec<Option<i64>> = int_col
                 .iter()
                 .map(|v| v.map(|v| v.clamp(-clamp, clamp)))
                 .collect();
             let keys: Vec<ArrayRef> = vec![
-                Arc::new(Int32Array::from(cols.0.clone())),
-                Arc::new(StringArray::from(cols.1.clone())),
-                Arc::new(StringArray::from(cols.2.clone())),
+                Arc::new(Int32Array::from(days_col.clone())),
+                Arc::new(StringArray::from(few.clone())),
+                Arc::new(StringArray::from(many.clone())),
                 Arc::new(Int64Array::from(ints.clone())),
                 Arc::new(TimestampNanosecondArray::from(ints).with_timezone("UTC")),
             ];
