@@ -46,6 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(level) = std::env::var("ZSTD_LEVEL") {
         popts.zstd_level = level.parse()?;
     }
+    if let Ok(rows) = std::env::var("ROW_GROUP_ROWS") {
+        popts.row_group_rows = rows.parse()?;
+    }
     let mut per_span = Vec::new();
     let mut bytes = 0u64;
     for _ in 0..reps {
