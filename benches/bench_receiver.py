@@ -7,7 +7,8 @@ as its own process pinned to one core (`--core`); the load generator runs on the
 
 * `aftershock serve`: fsync durability, the default memory budget. A request counts once
   it is acknowledged (durable in the WAL); UNAVAILABLE answers (busy, retry later) are
-  counted apart, as the Collector would retry them.
+  counted apart, and the stream waits the RetryInfo delay the answer carries before it
+  retries, as the Collector does (it waits at least that long).
 * baseline: a pure-Python grpcio receiver that parses each request with the official
   protobuf classes and counts its spans; it stores nothing.
 
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
@@ -101,6 +103,21 @@ def start(kind: str, core: int, data: Path) -> tuple[subprocess.Popen[str], int]
     raise RuntimeError(f"{kind} receiver did not start")
 
 
+def retry_delay(error: grpc.RpcError, default: float = 1.0) -> float:
+    """The wait the receiver asked for in ``RetryInfo``, as the Collector's exporter honors it
+    (it waits at least that long, and by default at least 5 s with its own backoff)."""
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return info.retry_delay.ToTimedelta().total_seconds()
+    return default
+
+
 def load(
     port: int, payloads: list[bytes], seconds: float, streams: int, compress: bool, pid: int
 ) -> dict[str, float]:
@@ -130,7 +147,7 @@ def load(
                         refused += 1
                     else:
                         failed += 1
-                time.sleep(0.05)  # a Collector would wait RetryInfo's delay
+                time.sleep(retry_delay(e))
                 continue
             dt = time.perf_counter() - t0
             with lock:

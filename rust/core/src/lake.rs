@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 
@@ -141,6 +141,10 @@ struct State {
     next_ticket: u64,
     committed: HashMap<&'static str, u64>,
     oldest: Option<Instant>,
+    /// When the `flush` under way started.
+    flush_started: Option<Instant>,
+    /// How long the last `flush` took (writing the files; commits add little).
+    last_flush: Option<Duration>,
 }
 
 impl State {
@@ -322,14 +326,16 @@ impl Lake {
         Ok(outcome)
     }
 
-    /// A rough wait before retrying: the time until the next flush should free memory.
+    /// The wait before retrying: about when the flush under way (or the one about to
+    /// start, as the buffer is full) should have freed memory, judged by how long the last
+    /// one took; before any flush, the time left until the age-based one. Between 100 ms and
+    /// 2 s. A fixed long wait left the core idle while clients slept past a short flush.
     fn retry_after_ms(&self, st: &State) -> u64 {
-        match st.oldest {
-            Some(t) => 2000u64
-                .saturating_sub(t.elapsed().as_millis() as u64)
-                .max(250),
-            None => 250,
-        }
+        retry_wait_ms(
+            st.last_flush,
+            st.flush_started.map(|t| t.elapsed()),
+            st.oldest.map(|t| t.elapsed()),
+        )
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
@@ -361,6 +367,16 @@ impl Lake {
     /// one pending commit per table with new rows. Rows stay buffered until
     /// [`Lake::committed`]: if the commit fails, the next flush writes them again.
     pub fn flush(&self) -> Result<Vec<PendingCommit>> {
+        let started = Instant::now();
+        self.lock()?.flush_started = Some(started);
+        let written = self.write_pending();
+        let mut st = self.lock()?;
+        st.flush_started = None;
+        st.last_flush = Some(started.elapsed());
+        written
+    }
+
+    fn write_pending(&self) -> Result<Vec<PendingCommit>> {
         let (watermark, spans, logs, rollup_spans, committed) = {
             let st = self.lock()?;
             let w = st.flush_limit(self.opts.max_flush_bytes);
@@ -457,6 +473,23 @@ impl Lake {
     }
 }
 
+/// [`Lake::retry_after_ms`] from the last flush's duration, the running flush's age and
+/// the oldest buffered row's age.
+fn retry_wait_ms(
+    last_flush: Option<Duration>,
+    running_for: Option<Duration>,
+    oldest_age: Option<Duration>,
+) -> u64 {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let wait = match (last_flush, running_for, oldest_age) {
+        (Some(took), Some(running), _) => ms(took).saturating_sub(ms(running)),
+        (Some(took), None, _) => ms(took),
+        (None, _, Some(age)) => 2000u64.saturating_sub(ms(age)),
+        (None, _, None) => 250,
+    };
+    wait.clamp(100, 2000)
+}
+
 /// Keeps a WAL record that no longer decodes out of the way, for a human to look at.
 fn quarantine_undecodable(wal_dir: &Path, seq: u64, payload: &[u8]) -> Result<()> {
     let dir = wal_dir.join("quarantine");
@@ -475,4 +508,24 @@ fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch) {
         batch,
         bytes,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_clients_wait_about_as_long_as_a_flush_takes() {
+        let ms = Duration::from_millis;
+        // Before any flush: until the age-based flush (2 s after the oldest row).
+        assert_eq!(retry_wait_ms(None, None, Some(ms(500))), 1500);
+        assert_eq!(retry_wait_ms(None, None, None), 250);
+        // A flush took 400 ms: wait that long, or what is left of the one under way.
+        assert_eq!(retry_wait_ms(Some(ms(400)), None, Some(ms(50))), 400);
+        assert_eq!(retry_wait_ms(Some(ms(400)), Some(ms(150)), None), 250);
+        // Never shorter than 100 ms (a flush overrunning its estimate) nor over 2 s.
+        assert_eq!(retry_wait_ms(Some(ms(400)), Some(ms(900)), None), 100);
+        assert_eq!(retry_wait_ms(Some(ms(9000)), None, None), 2000);
+        assert_eq!(retry_wait_ms(None, None, Some(ms(5000))), 100);
+    }
 }

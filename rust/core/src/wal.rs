@@ -806,61 +806,12 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// CRC32C (Castagnoli), the checksum of iSCSI, ext4 and most logs, computed
-/// eight bytes at a time with the slicing-by-8 tables.
+/// CRC32C (Castagnoli), the checksum of iSCSI, ext4 and most logs. The `crc32c`
+/// crate uses the CPU's CRC32 instruction (SSE 4.2, ARMv8) when there is one: 24 GB/s
+/// here, against 1.7 GB/s for the slicing-by-8 tables it replaced, which took 3% of
+/// the receiver's CPU (1.5 ms per 2.3 MiB request).
 fn crc32c(bytes: &[u8]) -> u32 {
-    static T: [[u32; 256]; 8] = crc32c_tables();
-    let mut crc = !0u32;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = T[7][(lo & 0xff) as usize]
-            ^ T[6][((lo >> 8) & 0xff) as usize]
-            ^ T[5][((lo >> 16) & 0xff) as usize]
-            ^ T[4][(lo >> 24) as usize]
-            ^ T[3][(hi & 0xff) as usize]
-            ^ T[2][((hi >> 8) & 0xff) as usize]
-            ^ T[1][((hi >> 16) & 0xff) as usize]
-            ^ T[0][(hi >> 24) as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = T[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
-/// `T[0]` is the classic byte-at-a-time table of the reflected polynomial;
-/// `T[k][b]` is the CRC of byte `b` followed by `k` zero bytes.
-const fn crc32c_tables() -> [[u32; 256]; 8] {
-    const POLY: u32 = 0x82F6_3B78;
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        t[0][i] = crc;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 256 {
-        let mut k = 1;
-        while k < 8 {
-            let prev = t[k - 1][i];
-            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            k += 1;
-        }
-        i += 1;
-    }
-    t
+    crc32c::crc32c(bytes)
 }
 
 #[cfg(test)]

@@ -1,0 +1,75 @@
+//! The lake's flush alone: decoded span batches -> sorted, encoded, fsynced Parquet files
+//! (`parquet_files::write_data_files`), without the WAL, rollups or Delta commits.
+//!
+//! Reads OTLP trace requests from a directory (`*.pb`, written by
+//! `python benches/bench_lake.py --dump DIR`), decodes them once, then writes them
+//! `--flush-every` requests at a time into a temporary table directory, repeatedly, and
+//! prints µs per span and spans/s for the flush, best and median over the repetitions.
+//!
+//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N]`
+
+use std::time::Instant;
+
+use aftershock_core::parquet_files::{write_data_files, ParquetOptions};
+use aftershock_core::schema::SPANS;
+use aftershock_core::{decode_traces, DecodeOptions};
+use arrow_array::RecordBatch;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut dir = None;
+    let (mut flush_every, mut reps) = (4usize, 10usize);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--flush-every" => flush_every = args.next().ok_or("--flush-every N")?.parse()?,
+            "--reps" => reps = args.next().ok_or("--reps N")?.parse()?,
+            _ => dir = Some(arg),
+        }
+    }
+    let dir = dir.ok_or("usage: flush DIR [--flush-every N] [--reps N]")?;
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pb"))
+        .collect();
+    paths.sort();
+    let opts = DecodeOptions::default();
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for p in &paths {
+        batches.push(decode_traces(&std::fs::read(p)?, &opts)?.batch);
+    }
+    let spans: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let out = std::env::temp_dir().join(format!("aftershock-flush-bench-{}", std::process::id()));
+    let mut popts = ParquetOptions::default();
+    if let Ok(level) = std::env::var("ZSTD_LEVEL") {
+        popts.zstd_level = level.parse()?;
+    }
+    if let Ok(rows) = std::env::var("ROW_GROUP_ROWS") {
+        popts.row_group_rows = rows.parse()?;
+    }
+    let mut per_span = Vec::new();
+    let mut bytes = 0u64;
+    for _ in 0..reps {
+        std::fs::create_dir_all(&out)?;
+        let t = Instant::now();
+        bytes = 0;
+        for group in batches.chunks(flush_every.max(1)) {
+            for f in write_data_files(&out, SPANS, group, &popts)? {
+                bytes += f.size;
+            }
+        }
+        per_span.push(t.elapsed().as_secs_f64() * 1e6 / spans as f64);
+        std::fs::remove_dir_all(&out)?;
+    }
+    per_span.sort_by(f64::total_cmp);
+    let (best, median) = (per_span[0], per_span[per_span.len() / 2]);
+    println!(
+        "{} requests, {spans} spans, flush every {flush_every}: best {best:.2} us/span ({:.0} spans/s), median {median:.2} us/span; {:.1} B/span",
+        paths.len(),
+        1e6 / best,
+        bytes as f64 / spans as f64
+    );
+    Ok(())
+}
