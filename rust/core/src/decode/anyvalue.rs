@@ -275,7 +275,7 @@ pub(crate) fn render_value<'a, V: AnyValue<'a>>(
 /// Appends a top-level attribute value to `out` (NULL for an empty `AnyValue`),
 /// capped at `opts.max_value_bytes`. Strings, the common case, go straight from
 /// the input to the column; other kinds are rendered in `scratch` first.
-#[inline]
+#[inline(always)]
 pub(crate) fn append_value<'a, V: AnyValue<'a>>(
     value: &V,
     out: &mut Utf8Column,
@@ -283,29 +283,59 @@ pub(crate) fn append_value<'a, V: AnyValue<'a>>(
     opts: &DecodeOptions,
     stats: &mut DecodeStats,
 ) -> Result<(), DecodeError> {
-    // Strings, ints and bools under the cap go straight to the column.
     match value.scalar() {
-        Some(Scalar::Str(s)) if s.len() <= opts.max_value_bytes => {
-            out.push_bytes(s);
-            return Ok(());
-        }
-        Some(Scalar::Int(i)) => {
+        Some(s) if append_scalar(s, out, scratch, opts) => Ok(()),
+        _ => append_value_general(value, out, scratch, opts, stats),
+    }
+}
+
+/// Appends a lone scalar that needs no cutting; false (nothing written) if it would.
+#[inline(always)]
+fn append_scalar(
+    value: Scalar<'_>,
+    out: &mut Utf8Column,
+    scratch: &mut String,
+    opts: &DecodeOptions,
+) -> bool {
+    let max = opts.max_value_bytes;
+    match value {
+        Scalar::Str(s) if s.len() <= max => out.push_bytes(s),
+        Scalar::Int(i) => {
             let mut buf = itoa::Buffer::new();
             let s = buf.format(i);
-            if s.len() <= opts.max_value_bytes {
-                out.push_str(s);
-                return Ok(());
+            if s.len() > max {
+                return false;
             }
+            out.push_str(s);
         }
-        Some(Scalar::Bool(b)) => {
+        Scalar::Bool(b) => {
             let s = if b { "true" } else { "false" };
-            if s.len() <= opts.max_value_bytes {
-                out.push_str(s);
-                return Ok(());
+            if s.len() > max {
+                return false;
             }
+            out.push_str(s);
         }
-        _ => {}
+        Scalar::Double(x) => {
+            scratch.clear();
+            push_double(scratch, x);
+            if scratch.len() > max {
+                return false;
+            }
+            out.push_str(scratch);
+        }
+        Scalar::Str(_) => return false,
     }
+    true
+}
+
+#[inline(never)]
+fn append_value_general<'a, V: AnyValue<'a>>(
+    value: &V,
+    out: &mut Utf8Column,
+    scratch: &mut String,
+    opts: &DecodeOptions,
+    stats: &mut DecodeStats,
+) -> Result<(), DecodeError> {
     let Some(kind) = value.kind()? else {
         out.push_null();
         return Ok(());

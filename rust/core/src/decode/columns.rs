@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder};
+use arrow_array::builder::{Int32Builder, StringBuilder, TimestampNanosecondBuilder};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, BinaryArray, Int64Array, ListArray, MapArray, RecordBatch, StringArray,
+    StructArray, TimestampNanosecondArray,
 };
-use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
 
 use super::DecodeStats;
@@ -25,10 +26,19 @@ pub(crate) struct Utf8Column {
     /// into, so that short strings are copied inline rather than by a `memcpy` call.
     data: Vec<u8>,
     len: usize,
-    nulls: NullBufferBuilder,
+    /// Rows that are NULL, in order: most columns have none, so a non-null push
+    /// costs nothing here and the validity bitmap is built once, when finishing.
+    nulls: Vec<usize>,
     /// For attribute values: the length cap, which also binds text that only grew
     /// past it when invalid UTF-8 was repaired.
     cap: Option<usize>,
+}
+
+/// The length of a [`Utf8Column`] at some point, to go back to.
+#[derive(Clone, Copy)]
+pub(crate) struct Mark {
+    rows: usize,
+    bytes: usize,
 }
 
 /// How much room (zeroed) a column's text grows by at a time within its capacity.
@@ -65,7 +75,7 @@ impl Utf8Column {
             offsets,
             data: Vec::with_capacity(bytes),
             len: 0,
-            nulls: NullBufferBuilder::new(rows),
+            nulls: Vec::new(),
             cap: None,
         }
     }
@@ -88,14 +98,47 @@ impl Utf8Column {
     #[inline]
     pub(crate) fn push_bytes(&mut self, b: &[u8]) {
         let end = self.len + b.len();
+        // Everything that calls out (growing, long copies) is kept off this path,
+        // which then needs no registers saved and is a handful of instructions.
+        if end > self.data.len() || b.len() > 32 || self.offsets.len() == self.offsets.capacity() {
+            return self.push_bytes_cold(b);
+        }
+        // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
+        // (The offset goes first: after the byte stores the compiler could no longer
+        // tell that `offsets` still has room.)
+        self.offsets.push(end as i32);
+        if let Some(dst) = self.data.get_mut(self.len..end) {
+            copy_prefix(dst, b);
+        }
+        self.len = end;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_bytes_cold(&mut self, b: &[u8]) {
+        let end = self.len + b.len();
         if end > self.data.len() {
             self.grow(end);
         }
         copy_prefix(&mut self.data[self.len..], b);
         self.len = end;
-        // Wrap-around past 2 GiB is caught in `finish`, which checks the total length.
         self.offsets.push(end as i32);
-        self.nulls.append_non_null();
+    }
+
+    /// Appends the lowercase hex of `id`.
+    #[inline]
+    pub(crate) fn push_hex(&mut self, id: &[u8]) {
+        let end = self.len + 2 * id.len();
+        if end > self.data.len() {
+            self.grow(end);
+        }
+        self.offsets.push(end as i32);
+        if let Some(dst) = self.data.get_mut(self.len..end) {
+            for (pair, &b) in dst.chunks_exact_mut(2).zip(id) {
+                pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+            }
+        }
+        self.len = end;
     }
 
     #[inline]
@@ -105,8 +148,21 @@ impl Utf8Column {
 
     #[inline]
     pub(crate) fn push_null(&mut self) {
+        // Leaf code like `push_bytes`: growing either list is the cold path.
+        if self.offsets.len() == self.offsets.capacity()
+            || self.nulls.len() == self.nulls.capacity()
+        {
+            return self.push_null_cold();
+        }
+        self.nulls.push(self.offsets.len() - 1);
         self.offsets.push(self.len as i32);
-        self.nulls.append_null();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_null_cold(&mut self) {
+        self.nulls.push(self.len());
+        self.offsets.push(self.len as i32);
     }
 
     #[inline]
@@ -121,16 +177,46 @@ impl Utf8Column {
         self.offsets.len() - 1
     }
 
+    /// Where the column ends now, for [`Utf8Column::truncate`].
+    #[inline]
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            rows: self.len(),
+            bytes: self.len,
+        }
+    }
+
+    /// Drops the values pushed since `mark`.
+    pub(crate) fn truncate(&mut self, mark: Mark) {
+        self.offsets.truncate(mark.rows + 1);
+        self.len = mark.bytes;
+        while self.nulls.last().is_some_and(|&r| r >= mark.rows) {
+            self.nulls.pop();
+        }
+    }
+
+    fn finish_nulls(&mut self) -> Option<NullBuffer> {
+        if self.nulls.is_empty() {
+            return None;
+        }
+        let mut valid = BooleanBufferBuilder::new(self.len());
+        valid.append_n(self.len(), true);
+        for row in self.nulls.drain(..) {
+            valid.set_bit(row, false);
+        }
+        Some(NullBuffer::new(valid.finish()))
+    }
+
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<StringArray, ArrowError> {
         if i32::try_from(self.len).is_err() {
             return Err(ArrowError::InvalidArgumentError(
                 "a string column of this request exceeds 2 GiB".into(),
             ));
         }
+        let nulls = self.finish_nulls();
         self.data.truncate(std::mem::take(&mut self.len));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
         let data = Buffer::from_vec(std::mem::take(&mut self.data));
-        let nulls = self.nulls.finish();
         self.offsets.push(0);
         match StringArray::try_new(offsets.clone(), data.clone(), nulls.clone()) {
             Ok(a) => Ok(a),
@@ -310,6 +396,14 @@ fn append_repeated(
     Ok(())
 }
 
+/// Appends `v` `rows` times: a block of copies is built once and appended whole.
+fn append_value_repeated(out: &mut StringBuilder, v: &str, rows: usize) -> Result<(), ArrowError> {
+    let n = rows.min(REPEAT_ROWS);
+    let mut block = StringBuilder::with_capacity(n, v.len() * n);
+    block.append_value_n(v, n);
+    append_repeated(out, &block.finish(), 1, rows)
+}
+
 impl Entries {
     fn pack(&self) -> PackedMap {
         let mut keys = StringBuilder::with_capacity(self.items.len(), self.text.len());
@@ -353,6 +447,18 @@ impl MapColumn {
     #[inline]
     pub(crate) fn close_row(&mut self) {
         self.offsets.push(self.keys.len() as i32);
+    }
+
+    /// Where the open row's entries end now, for [`MapColumn::truncate`].
+    #[inline]
+    pub(crate) fn mark(&self) -> (Mark, Mark) {
+        (self.keys.mark(), self.values.mark())
+    }
+
+    /// Drops the entries written since `mark` (the row stays open).
+    pub(crate) fn truncate(&mut self, mark: (Mark, Mark)) {
+        self.keys.truncate(mark.0);
+        self.values.truncate(mark.1);
     }
 
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<MapArray, ArrowError> {
@@ -478,7 +584,7 @@ impl ContextColumns {
             let res = &self.resources[*r];
             for (col, v) in strings.iter_mut().zip(lifted(res, scope)) {
                 match v {
-                    Some(v) => col.append_value_n(v, run.len()),
+                    Some(v) => append_value_repeated(col, v, run.len())?,
                     None => col.append_nulls(run.len()),
                 }
             }
@@ -521,6 +627,11 @@ impl ContextColumns {
 
 fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
     TimestampNanosecondBuilder::with_capacity(rows).with_timezone(schema::TIMEZONE)
+}
+
+/// A timestamp column without NULLs, from its values.
+fn timestamp_array(values: Vec<i64>) -> TimestampNanosecondArray {
+    TimestampNanosecondArray::new(ScalarBuffer::from(values), None).with_timezone(schema::TIMEZONE)
 }
 
 /// Lowercase hex of an id (up to 16 bytes), on the stack.
@@ -566,8 +677,9 @@ pub(crate) fn hex_bytes(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// One span's scalar fields, borrowed from whatever the decoder reads. Byte
-/// strings are checked for UTF-8 when the batch is finished.
+/// One span's scalar fields, borrowed from whatever the decoder reads: ids as
+/// their bytes (written as hex), byte strings checked for UTF-8 when the batch
+/// is finished.
 pub(crate) struct SpanRow<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
@@ -589,9 +701,9 @@ pub(crate) struct SpansBuilder {
     trace_state: Utf8Column,
     span_name: Utf8Column,
     span_kind: Utf8Column,
-    start_time: TimestampNanosecondBuilder,
-    end_time: TimestampNanosecondBuilder,
-    duration_ns: Int64Builder,
+    start_time: Vec<i64>,
+    end_time: Vec<i64>,
+    duration_ns: Vec<i64>,
     status_code: Utf8Column,
     status_message: Utf8Column,
     pub(crate) contexts: ContextColumns,
@@ -610,9 +722,9 @@ impl SpansBuilder {
             trace_state: Utf8Column::with_capacity(rows, 0),
             span_name: Utf8Column::with_capacity(rows, rows * 16),
             span_kind: Utf8Column::with_capacity(rows, rows * 6),
-            start_time: timestamps(rows),
-            end_time: timestamps(rows),
-            duration_ns: Int64Builder::with_capacity(rows),
+            start_time: Vec::with_capacity(rows),
+            end_time: Vec::with_capacity(rows),
+            duration_ns: Vec::with_capacity(rows),
             status_code: Utf8Column::with_capacity(rows, rows * 5),
             status_message: Utf8Column::with_capacity(rows, 0),
             contexts: ContextColumns::default(),
@@ -628,15 +740,18 @@ impl SpansBuilder {
     /// [`SpansBuilder::links`]; this closes those rows.
     #[inline]
     pub(crate) fn append(&mut self, row: &SpanRow<'_>, context: u32) {
-        self.trace_id.push_bytes(row.trace_id);
-        self.span_id.push_bytes(row.span_id);
-        self.parent_span_id.push_opt(row.parent_span_id);
+        self.trace_id.push_hex(row.trace_id);
+        self.span_id.push_hex(row.span_id);
+        match row.parent_span_id {
+            Some(id) => self.parent_span_id.push_hex(id),
+            None => self.parent_span_id.push_null(),
+        }
         self.trace_state.push_opt(row.trace_state);
         self.span_name.push_bytes(row.name);
         self.span_kind.push_str(row.kind);
-        self.start_time.append_value(row.start);
-        self.end_time.append_value(row.end);
-        self.duration_ns.append_value(row.duration);
+        self.start_time.push(row.start);
+        self.end_time.push(row.end);
+        self.duration_ns.push(row.duration);
         self.status_code.push_str(row.status_code);
         self.status_message.push_opt(row.status_message);
         self.contexts.push_row(context);
@@ -670,9 +785,12 @@ impl SpansBuilder {
             Arc::new(self.trace_state.finish(stats)?),
             Arc::new(self.span_name.finish(stats)?),
             Arc::new(self.span_kind.finish(stats)?),
-            Arc::new(self.start_time.finish()),
-            Arc::new(self.end_time.finish()),
-            Arc::new(self.duration_ns.finish()),
+            Arc::new(timestamp_array(std::mem::take(&mut self.start_time))),
+            Arc::new(timestamp_array(std::mem::take(&mut self.end_time))),
+            Arc::new(Int64Array::new(
+                ScalarBuffer::from(std::mem::take(&mut self.duration_ns)),
+                None,
+            )),
             Arc::new(self.status_code.finish(stats)?),
             Arc::new(self.status_message.finish(stats)?),
         ];

@@ -209,6 +209,10 @@ struct AttrWriter<'a, V = Parts<'a>> {
     live: Vec<bool>,
     fingerprints: Vec<u64>,
     scratch: String,
+    /// Direct writing: one bit per key from its fingerprint, and whether two keys
+    /// set the same bit (only then can two keys be equal).
+    seen: u128,
+    suspect: bool,
 }
 
 impl<'a, V> Default for AttrWriter<'a, V> {
@@ -218,6 +222,8 @@ impl<'a, V> Default for AttrWriter<'a, V> {
             live: Vec::new(),
             fingerprints: Vec::new(),
             scratch: String::new(),
+            seen: 0,
+            suspect: false,
         }
     }
 }
@@ -245,6 +251,73 @@ impl<'a> AttrWriter<'a> {
         let kv = raw_kv(buf, base).map_err(|e| e.within("attributes", Some(i)))?;
         self.kvs.push(kv);
         Ok(())
+    }
+
+    /// Starts writing a record's attributes with [`AttrWriter::direct`].
+    #[inline]
+    fn begin_direct(&mut self) {
+        self.fingerprints.clear();
+        self.seen = 0;
+        self.suspect = false;
+    }
+
+    /// Writes a `KeyValue` straight into `map` as the open row's next entry,
+    /// rather than gathering it first. That is only right if no later key of the
+    /// record repeats this one, which [`AttrWriter::direct_distinct`] tells once
+    /// all are written. `None` for a malformed attribute. Either way the caller
+    /// then truncates `map` and takes the general path (gather, dedupe, write),
+    /// which decides what the record gives: nearly every record has distinct,
+    /// well-formed keys and never needs it.
+    #[inline(always)]
+    fn direct(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        map: &mut MapColumn,
+        opts: &DecodeOptions,
+        stats: &mut DecodeStats,
+    ) -> Option<()> {
+        let (key, value) = match short_field(buf, 0x0a) {
+            Some((key, rest)) => match short_field(rest, 0x12) {
+                Some((value, [])) => (key, Parts::one(value, base + (buf.len() - value.len()))),
+                _ => Self::direct_kv(buf, base)?,
+            },
+            None => Self::direct_kv(buf, base)?,
+        };
+        let fp = fingerprint(key);
+        let bit = 1u128 << (fp >> 57);
+        self.suspect |= self.seen & bit != 0;
+        self.seen |= bit;
+        self.fingerprints.push(fp);
+        let (keys, values) = map.entries();
+        keys.push_bytes(key);
+        if value.is_absent() {
+            values.push_null();
+        } else {
+            append_value(&value, values, &mut self.scratch, opts, stats).ok()?;
+        }
+        Some(())
+    }
+
+    #[inline(never)]
+    fn direct_kv(buf: &'a [u8], base: usize) -> Option<(&'a [u8], Parts<'a>)> {
+        raw_kv(buf, base).ok().map(|kv| (kv.key, kv.value))
+    }
+
+    /// Whether the keys written by [`AttrWriter::direct`] since
+    /// [`AttrWriter::begin_direct`] are surely distinct (equal fingerprints count
+    /// as a duplicate: the general path then compares the keys themselves).
+    #[inline]
+    fn direct_distinct(&self) -> bool {
+        if !self.suspect {
+            return true;
+        }
+        let fps = &self.fingerprints;
+        fps.len() <= PAIRWISE_DEDUP_MAX
+            && !fps
+                .iter()
+                .enumerate()
+                .any(|(i, fp)| fps[i + 1..].contains(fp))
     }
 
     /// Collects every field number `field_no` of a message as attributes.
@@ -510,6 +583,18 @@ fn walk_scope<'a, S: RecordSink<'a>>(
             sink.record(b, at, context, stats)
                 .map_err(|e| e.within(env.records, Some(i)))?;
             i += 1;
+            // The records right after it, each `0x12` and a one- or two-byte length,
+            // are taken without the general reader, which resumes after them.
+            let from = r.remaining();
+            let mut rest = from;
+            while let Some((b, tail)) = bytes_field(rest, 0x12) {
+                let at = r.offset() + (from.len() - tail.len() - b.len());
+                sink.record(b, at, context, stats)
+                    .map_err(|e| e.within(env.records, Some(i)))?;
+                i += 1;
+                rest = tail;
+            }
+            r.skip(from.len() - rest.len());
         }
     }
     Ok(())

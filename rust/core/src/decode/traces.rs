@@ -1,6 +1,6 @@
 //! `ExportTraceServiceRequest` -> `spans` batch.
 
-use super::columns::{hex_bytes, ContextColumns, Hex, SpanRow, SpansBuilder};
+use super::columns::{hex_bytes, ContextColumns, SpanRow, SpansBuilder};
 use super::wire::{Reader, Value};
 use super::{
     bytes_field, fixed64_field, nanos, opt, row_estimate, small_varint_field, walk_request,
@@ -58,6 +58,74 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
         context: u32,
         stats: &mut DecodeStats,
     ) -> Result<(), DecodeError> {
+        // Attributes go straight into the map column; a span that turns out to need
+        // more (a duplicate key, a malformed or rejected span) is taken back out and
+        // decoded again by the general path, with the counters it had touched.
+        let mark = self.out.attributes().mark();
+        let repairs = (
+            stats.invalid_utf8,
+            stats.truncated_values,
+            stats.depth_capped,
+        );
+        self.attrs.begin_direct();
+        if let Ok(f) = self.scan::<true>(buf, base, stats) {
+            if self.attrs.direct_distinct() && f.valid() {
+                let nested = f.nested_fields(buf, base);
+                let span = f.fields();
+                if let Some((b, at)) = nested {
+                    self.events_and_links(b, at, stats)?;
+                }
+                span.append_to(&mut self.out, context, stats);
+                return Ok(());
+            }
+        }
+        self.out.attributes().truncate(mark);
+        (
+            stats.invalid_utf8,
+            stats.truncated_values,
+            stats.depth_capped,
+        ) = repairs;
+        self.record_general(buf, base, context, stats)
+    }
+}
+
+impl<'a> SpanDecoder<'a, '_> {
+    /// A span's attributes gathered (then deduplicated and written), the reference
+    /// semantics for every span the direct path of `record` gives back.
+    #[inline(never)]
+    fn record_general(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        context: u32,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
+        self.attrs.clear();
+        let f = self.scan::<false>(buf, base, stats)?;
+        let nested = f.nested_fields(buf, base);
+        let span = f.fields();
+        if !span.accept(base, stats) {
+            self.attrs.clear();
+            return Ok(());
+        }
+        self.attrs.write(self.out.attributes(), self.opts, stats)?;
+        if let Some((b, at)) = nested {
+            self.events_and_links(b, at, stats)?;
+        }
+        span.append_to(&mut self.out, context, stats);
+        Ok(())
+    }
+
+    /// Reads a span's fields. Its attributes are written to the map column
+    /// (`DIRECT`, see [`AttrWriter::direct`]; any error then only means "take the
+    /// general path") or gathered in `self.attrs`.
+    #[inline(always)]
+    fn scan<const DIRECT: bool>(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        stats: &mut DecodeStats,
+    ) -> Result<SpanScan<'a>, DecodeError> {
         let mut f = SpanScan::default();
         // Fast path: the fields in field-number order, as encoders write them, each
         // read where it is expected; whatever is left (or unusual) goes through the
@@ -85,15 +153,17 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
             }
         }
         while let Some((b, r)) = bytes_field(rest, 0x4a) {
-            self.attrs.push(b, at(b, r))?;
+            self.attribute::<DIRECT>(b, at(b, r), stats)?;
             rest = r;
         }
+        let events_from = rest;
         while let Some((_, r)) = bytes_field(rest, 0x5a) {
             (f.nested, rest) = (true, r);
         }
         while let Some((_, r)) = bytes_field(rest, 0x6a) {
             (f.nested, rest) = (true, r);
         }
+        f.nested_run = buf.len() - events_from.len()..buf.len() - rest.len();
         if let Some((b, r)) = bytes_field(rest, 0x7a) {
             f.status(b, at(b, r))?;
             rest = r;
@@ -109,49 +179,41 @@ impl<'a> RecordSink<'a> for SpanDecoder<'a, '_> {
                 (6, Value::Varint(x)) => f.kind = x,
                 (7, Value::Fixed64(x)) => f.start = x,
                 (8, Value::Fixed64(x)) => f.end = x,
-                (11 | 13, Value::Bytes(..)) => f.nested = true,
-                (9, Value::Bytes(b, at)) => self.attrs.push(b, at)?,
+                (11 | 13, Value::Bytes(..)) => (f.nested, f.nested_elsewhere) = (true, true),
+                (9, Value::Bytes(b, at)) => self.attribute::<DIRECT>(b, at, stats)?,
                 (15, Value::Bytes(b, at)) => f.status(b, at)?,
                 _ => {}
             }
         }
-        let SpanScan {
-            trace_id,
-            span_id,
-            parent,
-            trace_state,
-            name,
-            kind,
-            start,
-            end,
-            status_message,
-            status_code,
-            nested,
-        } = f;
-
-        let span = SpanFields {
-            trace_id,
-            span_id,
-            parent,
-            trace_state,
-            name,
-            kind: enum_value(kind),
-            start,
-            end,
-            status_code: enum_value(status_code),
-            status_message,
-        };
-        if !span.accept(base, stats) {
-            self.attrs.clear();
-            return Ok(());
-        }
-        self.attrs.write(self.out.attributes(), self.opts, stats)?;
-        if nested {
-            self.events_and_links(buf, base, stats)?;
-        }
-        span.append_to(&mut self.out, context, stats);
-        Ok(())
+        Ok(f)
     }
+
+    #[inline(always)]
+    fn attribute<const DIRECT: bool>(
+        &mut self,
+        buf: &'a [u8],
+        base: usize,
+        stats: &mut DecodeStats,
+    ) -> Result<(), DecodeError> {
+        if !DIRECT {
+            return self.attrs.push(buf, base);
+        }
+        match self
+            .attrs
+            .direct(buf, base, self.out.attributes(), self.opts, stats)
+        {
+            Some(()) => Ok(()),
+            None => Err(take_general_path(base)),
+        }
+    }
+}
+
+/// The error that sends a span from the direct path to the general one, which
+/// then reports what is actually wrong.
+#[cold]
+#[inline(never)]
+fn take_general_path(at: usize) -> DecodeError {
+    DecodeError::new(at, "attribute needs the general path")
 }
 
 /// A span's fields as read from the wire so far (protobuf: the last occurrence wins).
@@ -169,9 +231,50 @@ struct SpanScan<'a> {
     status_code: u64,
     /// Events or links present.
     nested: bool,
+    /// Where the fast path found events and links one after the other, and whether
+    /// any are elsewhere in the span.
+    nested_run: std::ops::Range<usize>,
+    nested_elsewhere: bool,
 }
 
 impl<'a> SpanScan<'a> {
+    /// Whether [`SpanFields::accept`] will take the span, without counting anything.
+    #[inline]
+    fn valid(&self) -> bool {
+        valid_id(self.trace_id, 16)
+            && valid_id(self.span_id, 8)
+            && (self.parent.is_empty() || self.parent.len() == 8)
+    }
+
+    /// The part of the span (`buf` at `base`) to read events and links from, if it
+    /// has any: only the run the fast path saw them in, unless some are elsewhere.
+    #[inline]
+    fn nested_fields(&self, buf: &'a [u8], base: usize) -> Option<(&'a [u8], usize)> {
+        if !self.nested {
+            return None;
+        }
+        match buf.get(self.nested_run.clone()) {
+            Some(run) if !self.nested_elsewhere => Some((run, base + self.nested_run.start)),
+            _ => Some((buf, base)),
+        }
+    }
+
+    #[inline]
+    fn fields(self) -> SpanFields<'a> {
+        SpanFields {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            trace_state: self.trace_state,
+            name: self.name,
+            kind: enum_value(self.kind),
+            start: self.start,
+            end: self.end,
+            status_code: enum_value(self.status_code),
+            status_message: self.status_message,
+        }
+    }
+
     /// Status is merged field by field if it occurs more than once.
     fn status(&mut self, buf: &'a [u8], base: usize) -> Result<(), DecodeError> {
         let mut s = Reader::new(buf, base);
@@ -246,13 +349,10 @@ impl SpanFields<'_> {
             stats.negative_durations += 1;
             0
         };
-        let tid = Hex::new(self.trace_id);
-        let sid = Hex::new(self.span_id);
-        let pid = Hex::new(self.parent);
         let row = SpanRow {
-            trace_id: tid.as_bytes(),
-            span_id: sid.as_bytes(),
-            parent_span_id: valid_id(self.parent, 8).then(|| pid.as_bytes()),
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: valid_id(self.parent, 8).then_some(self.parent),
             trace_state: opt(self.trace_state),
             name: self.name,
             kind: usize::try_from(self.kind)
@@ -318,10 +418,10 @@ impl<'a> SpanDecoder<'a, '_> {
                 _ => {}
             }
         }
-        let mut attrs = AttrWriter::default();
-        attrs.collect(buf, base, 3)?;
+        self.attrs.clear();
+        self.attrs.collect(buf, base, 3)?;
         let events = self.out.events();
-        attrs.write(events.attributes(), self.opts, stats)?;
+        self.attrs.write(events.attributes(), self.opts, stats)?;
         events.push(nanos(time), name);
         Ok(())
     }
@@ -344,11 +444,94 @@ impl<'a> SpanDecoder<'a, '_> {
                 _ => {}
             }
         }
-        let mut attrs = AttrWriter::default();
-        attrs.collect(buf, base, 4)?;
+        self.attrs.clear();
+        self.attrs.collect(buf, base, 4)?;
         let links = self.out.links();
-        attrs.write(links.attributes(), self.opts, stats)?;
+        self.attrs.write(links.attributes(), self.opts, stats)?;
         links.push(&hex_bytes(trace_id), &hex_bytes(span_id), opt(trace_state));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![field << 3 | 2, payload.len() as u8];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn request(span: &[u8]) -> Vec<u8> {
+        ld(1, &ld(2, &ld(2, span)))
+    }
+
+    /// Events and links read from the run the fast path saw them in give what
+    /// reading the whole span gives when some of them are elsewhere.
+    #[test]
+    fn events_and_links_anywhere_in_the_span() {
+        let kv = ld(1, b"k")
+            .into_iter()
+            .chain(ld(2, &ld(1, b"v")))
+            .collect::<Vec<_>>();
+        let event = |name: &[u8]| [ld(2, name), ld(3, &kv)].concat();
+        let link = [ld(1, &[7; 16]), ld(2, &[8; 8])].concat();
+        let head = [ld(1, &[1; 16]), ld(2, &[2; 8]), ld(5, b"op")].concat();
+        let (e1, e2, l1) = (ld(11, &event(b"a")), ld(11, &event(b"b")), ld(13, &link));
+        let status = ld(15, &[0x18, 2]);
+        let dropped = vec![12 << 3, 0];
+        let spans = [
+            [
+                head.clone(),
+                e1.clone(),
+                e2.clone(),
+                l1.clone(),
+                status.clone(),
+            ]
+            .concat(),
+            [
+                head.clone(),
+                e1.clone(),
+                status.clone(),
+                e2.clone(),
+                l1.clone(),
+            ]
+            .concat(),
+            [
+                head.clone(),
+                e1.clone(),
+                e2.clone(),
+                dropped,
+                l1.clone(),
+                status.clone(),
+            ]
+            .concat(),
+        ];
+        let opts = DecodeOptions::default();
+        let batches: Vec<_> = spans
+            .iter()
+            .map(|s| decode_traces(&request(s), &opts).map(|d| d.batch).ok())
+            .collect();
+        let nested = |i: usize| {
+            batches[i].as_ref().map(|b| {
+                let s = b.schema();
+                let col = |name: &str| s.index_of(name).ok().map(|c| b.column(c).clone());
+                (col("events"), col("links"))
+            })
+        };
+        let lengths = nested(0).and_then(|(e, l)| {
+            let len = |c: Option<arrow_array::ArrayRef>| {
+                c.and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow_array::ListArray>()
+                        .map(|l| l.value_length(0))
+                })
+            };
+            Some((len(e)?, len(l)?))
+        });
+        assert_eq!(lengths, Some((2, 1)));
+        assert_eq!(nested(0), nested(1));
+        assert_eq!(nested(0), nested(2));
     }
 }

@@ -34,6 +34,16 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
+    /// The bytes not read yet.
+    pub(crate) fn remaining(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Skips `n` bytes (at most what remains).
+    pub(crate) fn skip(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+
     #[cold]
     fn err(&self, msg: &str) -> DecodeError {
         DecodeError::new(self.offset(), msg)
