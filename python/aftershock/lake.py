@@ -284,8 +284,8 @@ class LakeWriter:
         return rows
 
     def _flush_slice(self) -> int | None:
-        """Commits the oldest buffered rows, up to a quarter of the budget (the Rust core
-        bounds each slice); returns the rows committed, or None when nothing was pending."""
+        """Commits the oldest buffered rows, up to a quarter of the budget and at most 32 MiB
+        (the Rust core bounds each slice); returns the rows committed, or None when nothing was pending."""
         with self._commit_lock:
             start = time.perf_counter()
             pendings = self._raw.flush()
