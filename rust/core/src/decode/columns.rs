@@ -548,6 +548,13 @@ impl ContextColumns {
         (self.contexts.len() - 1) as u32
     }
 
+    /// The scope of a context registered already, for scope fields that follow its records.
+    pub(crate) fn scope_mut(&mut self, context: u32) -> Option<&mut ScopeCtx> {
+        self.contexts
+            .get_mut(context as usize)
+            .map(|(_, scope)| scope)
+    }
+
     #[inline]
     pub(crate) fn push_row(&mut self, context: u32) {
         self.rows.push(context);
