@@ -503,7 +503,9 @@ fn push_short_decimal(out: &mut String, x: f64) -> bool {
         if y >= 1e15 {
             return false;
         }
-        let m = (y + 0.5) as u64;
+        // `i64`, not `u64`: both hold `m < 1e15`, but without AVX-512 the unsigned
+        // conversions either way take a dozen instructions and the signed ones one.
+        let m = (y + 0.5) as i64;
         if m as f64 / p != a {
             continue;
         }
@@ -511,20 +513,28 @@ fn push_short_decimal(out: &mut String, x: f64) -> bool {
             out.push('-');
         }
         let mut buf = itoa::Buffer::new();
+        let digits = buf.format(m);
         if k == 0 {
-            out.push_str(buf.format(m));
+            out.push_str(digits);
             out.push_str(".0");
             return true;
         }
-        // The integer part, then the k fractional digits with their leading zeros.
-        let scale = 10u64.pow(k as u32);
-        out.push_str(buf.format(m / scale));
-        out.push('.');
-        let frac = buf.format(m % scale);
-        for _ in frac.len()..k {
-            out.push('0');
+        // `m`'s digits with the point `k` from the end, zeros in front if `m < 10^k`
+        // (no division by `10^k`).
+        match digits.len().checked_sub(k) {
+            Some(int) if int > 0 => {
+                out.push_str(&digits[..int]);
+                out.push('.');
+                out.push_str(&digits[int..]);
+            }
+            _ => {
+                out.push_str("0.");
+                for _ in digits.len()..k {
+                    out.push('0');
+                }
+                out.push_str(digits);
+            }
         }
-        out.push_str(frac);
         return true;
     }
     false
