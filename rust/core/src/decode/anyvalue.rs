@@ -5,7 +5,7 @@
 
 use base64::Engine;
 
-use super::columns::Utf8Column;
+use super::columns::{copy_prefix, Utf8Column};
 use super::wire::{Reader, Value};
 use super::{DecodeOptions, DecodeStats};
 use crate::error::DecodeError;
@@ -109,6 +109,19 @@ pub(crate) trait AnyValue<'a>: Sized {
     fn scalar(&self) -> Option<Scalar<'a>> {
         None
     }
+    /// Appends the value if the encoding can tell cheaply that it is an array of
+    /// strings that render as they are (see `plain_json_string`) within `max`
+    /// bytes, and elements would not be capped at `max_depth`; false (nothing
+    /// written) says nothing.
+    #[inline(always)]
+    fn append_plain_string_array(
+        &self,
+        _out: &mut Utf8Column,
+        _max: usize,
+        _max_depth: usize,
+    ) -> bool {
+        false
+    }
     /// Calls `f` with each element of an array.
     fn each_element(
         list: &Self::List,
@@ -190,6 +203,69 @@ impl<'a> AnyValue<'a> for Parts<'a> {
                 .map(|b| Scalar::Double(f64::from_bits(u64::from_le_bytes(b)))),
             _ => None,
         }
+    }
+
+    #[inline(never)]
+    fn append_plain_string_array(
+        &self,
+        out: &mut Utf8Column,
+        max: usize,
+        max_depth: usize,
+    ) -> bool {
+        // `render_nested` caps elements (depth 2) below this depth.
+        if max_depth < 2 || !self.more.is_empty() {
+            return false;
+        }
+        // The whole value is one `array_value` (5) whose elements are each only a
+        // `string_value` (1); anything else (other fields, repeats) takes the general path.
+        let Some((buf, _)) = self.first else {
+            return false;
+        };
+        let Some((array, [])) = super::bytes_field(buf, 0x2a) else {
+            return false;
+        };
+        let string = |elem: &'a [u8]| match super::short_field(elem, 0x0a) {
+            Some((s, [])) if plain_json_string(s) => Some(s),
+            _ => None,
+        };
+        // `[`, `]`, and per element two quotes and a comma (one too many).
+        let mut len = 1;
+        let mut rest = array;
+        while !rest.is_empty() {
+            let Some((elem, r)) = super::short_field(rest, 0x0a) else {
+                return false;
+            };
+            let Some(s) = string(elem) else {
+                return false;
+            };
+            len += s.len() + 3;
+            rest = r;
+        }
+        if len.max(2) > max {
+            return false;
+        }
+        out.push_with(len.max(2), |mut dst| {
+            put(&mut dst, b"[");
+            let mut rest = array;
+            let mut first = true;
+            while let Some((elem, r)) = super::short_field(rest, 0x0a) {
+                if let Some((s, _)) = super::short_field(elem, 0x0a) {
+                    put(
+                        &mut dst,
+                        if std::mem::take(&mut first) {
+                            b"\""
+                        } else {
+                            b",\""
+                        },
+                    );
+                    put(&mut dst, s);
+                    put(&mut dst, b"\"");
+                }
+                rest = r;
+            }
+            put(&mut dst, b"]");
+        });
+        true
     }
 
     fn each_element(
@@ -285,6 +361,9 @@ pub(crate) fn append_value<'a, V: AnyValue<'a>>(
 ) -> Result<(), DecodeError> {
     match value.scalar() {
         Some(s) if append_scalar(s, out, scratch, opts) => Ok(()),
+        None if value.append_plain_string_array(out, opts.max_value_bytes, opts.max_depth) => {
+            Ok(())
+        }
         _ => append_value_general(value, out, scratch, opts, stats),
     }
 }
@@ -434,6 +513,25 @@ fn render_json<'a, V: AnyValue<'a>>(
     Ok(())
 }
 
+/// Whether `push_json_string` writes `bytes` as they are between quotes: ASCII
+/// without control characters, `"` or `\\`.
+#[inline]
+fn plain_json_string(bytes: &[u8]) -> bool {
+    // No early exit: the loop is a few instructions per byte without branches.
+    !bytes.iter().fold(false, |bad, &c| {
+        bad | !(0x20..0x80).contains(&c) | (c == b'"') | (c == b'\\')
+    })
+}
+
+/// Copies `b` to the start of `dst` and moves `dst` past it (nothing if it does not fit).
+#[inline(always)]
+fn put(dst: &mut &mut [u8], b: &[u8]) {
+    if let Some((head, tail)) = std::mem::take(dst).split_at_mut_checked(b.len()) {
+        copy_prefix(head, b);
+        *dst = tail;
+    }
+}
+
 /// JSON string escaping as Python's `json.dumps(..., ensure_ascii=False)` does it.
 fn push_json_string(out: &mut String, bytes: &[u8], stats: &mut DecodeStats) {
     let mut tmp = String::new();
@@ -503,7 +601,9 @@ fn push_short_decimal(out: &mut String, x: f64) -> bool {
         if y >= 1e15 {
             return false;
         }
-        let m = (y + 0.5) as u64;
+        // `i64`, not `u64`: both hold `m < 1e15`, but without AVX-512 the unsigned
+        // conversions either way take a dozen instructions and the signed ones one.
+        let m = (y + 0.5) as i64;
         if m as f64 / p != a {
             continue;
         }
@@ -511,20 +611,28 @@ fn push_short_decimal(out: &mut String, x: f64) -> bool {
             out.push('-');
         }
         let mut buf = itoa::Buffer::new();
+        let digits = buf.format(m);
         if k == 0 {
-            out.push_str(buf.format(m));
+            out.push_str(digits);
             out.push_str(".0");
             return true;
         }
-        // The integer part, then the k fractional digits with their leading zeros.
-        let scale = 10u64.pow(k as u32);
-        out.push_str(buf.format(m / scale));
-        out.push('.');
-        let frac = buf.format(m % scale);
-        for _ in frac.len()..k {
-            out.push('0');
+        // `m`'s digits with the point `k` from the end, zeros in front if `m < 10^k`
+        // (no division by `10^k`).
+        match digits.len().checked_sub(k) {
+            Some(int) if int > 0 => {
+                out.push_str(&digits[..int]);
+                out.push('.');
+                out.push_str(&digits[int..]);
+            }
+            _ => {
+                out.push_str("0.");
+                for _ in digits.len()..k {
+                    out.push('0');
+                }
+                out.push_str(digits);
+            }
         }
-        out.push_str(frac);
         return true;
     }
     false
@@ -723,6 +831,75 @@ mod tests {
     fn doubles_match_python_repr_on_random_values() {
         for &(bits, want) in cases::CASES {
             assert_eq!(d(f64::from_bits(bits)), want, "bits {bits:#x}");
+        }
+    }
+
+    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![field << 3 | 2];
+        let mut n = payload.len();
+        while n >= 0x80 {
+            out.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// What `append_value` gives, and what the general renderer gives.
+    fn both(value: &[u8], opts: &DecodeOptions) -> (Option<String>, Option<String>, u64, u64) {
+        let parts = Parts::one(value, 0);
+        let run = |general: bool| {
+            let mut col = Utf8Column::with_capacity(0, 0);
+            let mut stats = DecodeStats::default();
+            let mut scratch = String::new();
+            let ok = if general {
+                append_value_general(&parts, &mut col, &mut scratch, opts, &mut stats)
+            } else {
+                append_value(&parts, &mut col, &mut scratch, opts, &mut stats)
+            };
+            let got = ok.ok().and_then(|()| {
+                let a = col.finish(&mut stats).ok()?;
+                use arrow_array::Array;
+                (a.len() == 1 && a.is_valid(0)).then(|| a.value(0).to_owned())
+            });
+            (got, stats.truncated_values + stats.depth_capped)
+        };
+        let (fast, fast_counts) = run(false);
+        let (general, general_counts) = run(true);
+        (fast, general, fast_counts, general_counts)
+    }
+
+    #[test]
+    fn string_arrays_render_as_the_general_path_does() {
+        let string = |s: &[u8]| ld(1, &ld(1, s));
+        let array = |elems: &[Vec<u8>]| ld(5, &elems.concat());
+        let cases = [
+            array(&[]),
+            array(&[string(b"new-cart")]),
+            array(&[string(b"new-cart"), string(b"fast-pay"), string(b"")]),
+            array(&[string(b"a\"b"), string(b"c")]),
+            array(&[string(b"back\\slash")]),
+            array(&[string(b"tab\t"), string("caf\u{e9}".as_bytes())]),
+            array(&[string(b"\xff\xfe")]),
+            array(&[string(b"x"), ld(1, &[0x18, 7])]),
+            array(&[string(b"x"), ld(1, b"")]),
+            [array(&[string(b"x")]), ld(1, b"then a string")].concat(),
+            [array(&[string(b"x")]), array(&[string(b"y")])].concat(),
+            array(&[string(&[b'z'; 120]), string(&[b'y'; 120])]),
+        ];
+        for (i, value) in cases.iter().enumerate() {
+            for (max_depth, max_value_bytes) in
+                [(64, 8192), (1, 8192), (2, 8192), (64, 12), (64, 2)]
+            {
+                let opts = DecodeOptions {
+                    max_depth,
+                    max_value_bytes,
+                };
+                let (fast, general, fc, gc) = both(value, &opts);
+                assert!(general.is_some(), "case {i}");
+                assert_eq!((fast, fc), (general, gc), "case {i} {opts:?}");
+            }
         }
     }
 

@@ -47,7 +47,7 @@ const ROOM: usize = 64 * 1024;
 /// Copies `src` to the start of `dst` (at least as long). Up to 32 bytes take two
 /// overlapping fixed-size copies, which compile to a few moves.
 #[inline(always)]
-fn copy_prefix(dst: &mut [u8], src: &[u8]) {
+pub(crate) fn copy_prefix(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     if n > 32 || dst.len() < n {
         dst[..n].copy_from_slice(src);
@@ -121,6 +121,20 @@ impl Utf8Column {
             self.grow(end);
         }
         copy_prefix(&mut self.data[self.len..], b);
+        self.len = end;
+        self.offsets.push(end as i32);
+    }
+
+    /// Appends a value of `n` bytes that `write` fills in.
+    #[inline]
+    pub(crate) fn push_with(&mut self, n: usize, write: impl FnOnce(&mut [u8])) {
+        let end = self.len + n;
+        if end > self.data.len() {
+            self.grow(end);
+        }
+        if let Some(dst) = self.data.get_mut(self.len..end) {
+            write(dst);
+        }
         self.len = end;
         self.offsets.push(end as i32);
     }
@@ -546,6 +560,13 @@ impl ContextColumns {
     pub(crate) fn add_scope(&mut self, resource: usize, scope: ScopeCtx) -> u32 {
         self.contexts.push((resource, scope));
         (self.contexts.len() - 1) as u32
+    }
+
+    /// The scope of a context registered already, for scope fields that follow its records.
+    pub(crate) fn scope_mut(&mut self, context: u32) -> Option<&mut ScopeCtx> {
+        self.contexts
+            .get_mut(context as usize)
+            .map(|(_, scope)| scope)
     }
 
     #[inline]

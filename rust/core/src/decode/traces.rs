@@ -467,6 +467,48 @@ mod tests {
         ld(1, &ld(2, &ld(2, span)))
     }
 
+    /// A scope that follows its spans on the wire (or comes in pieces) names them
+    /// as one read before them would; an error is that of the scope, read first.
+    #[test]
+    fn scope_after_its_spans() {
+        let span = |n: u8| [ld(1, &[n; 16]), ld(2, &[n; 8]), ld(5, b"op")].concat();
+        let spans = [ld(2, &span(1)), ld(2, &span(2))].concat();
+        let scope = |fields: &[u8]| ld(1, fields);
+        let name_version = [ld(1, b"lib"), ld(2, b"1.0")].concat();
+        let scope_spans = |body: Vec<u8>| ld(1, &ld(2, &body));
+        let decode = |body: Vec<u8>| {
+            decode_traces(&scope_spans(body), &DecodeOptions::default())
+                .map(|d| (d.batch, d.stats))
+                .map_err(|e| e.to_string())
+        };
+        let before = decode([scope(&name_version), spans.clone()].concat());
+        let after = decode([spans.clone(), scope(&name_version)].concat());
+        let split = decode(
+            [
+                scope(&ld(1, b"lib")),
+                ld(2, &span(1)),
+                scope(&ld(2, b"1.0")),
+                ld(2, &span(2)),
+            ]
+            .concat(),
+        );
+        assert!(before.is_ok());
+        assert_eq!(before, after);
+        assert_eq!(before, split);
+        let broken_span = ld(2, &[ld(1, &[1; 16]), vec![0x2a, 0x7f]].concat());
+        let broken_scope = ld(1, &[0x0a, 0x7f]);
+        let first = decode([broken_scope.clone(), broken_span.clone()].concat());
+        let last = decode([broken_span, broken_scope].concat());
+        // Either way the scope's error is reported (at its own byte), not the span's.
+        for got in [first, last] {
+            assert!(
+                got.as_ref()
+                    .is_err_and(|e| e.ends_with("scope_spans[0].scope)")),
+                "{got:?}"
+            );
+        }
+    }
+
     /// Events and links read from the run the fast path saw them in give what
     /// reading the whole span gives when some of them are elsewhere.
     #[test]
