@@ -50,9 +50,10 @@ fn decode_kind(kind: u8, payload: &[u8], opts: &DecodeOptions) -> Result<Decoded
 /// The tables the writer fills, in commit order.
 pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
-/// The largest flush slice: about 50K realistic spans (670 B each in Arrow). Larger slices cost more per span (in the
-/// lake benchmark run as `serve` runs it, 128 MiB slices gave 0.12M spans/s of CPU and
-/// 1.1 GiB RSS, 32 MiB slices 0.17-0.2M and 0.95 GiB) and compress no better.
+/// The largest flush slice: about 50K realistic spans (670 B each in Arrow). Larger
+/// slices cost more per span (in the lake benchmark run as `serve` runs it, 128 MiB
+/// slices gave 0.12M spans/s of CPU and 1.1 GiB RSS, 32 MiB slices 0.17-0.2M and
+/// 0.95 GiB) and compress no better.
 pub const MAX_FLUSH_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone)]
