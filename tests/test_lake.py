@@ -136,6 +136,27 @@ def test_flush_takes_bounded_slices_oldest_first(tmp_path: Path) -> None:
     assert rollup_calls(tmp_path) == 40 * 200
 
 
+def test_tables_are_checkpointed_every_few_commits(tmp_path: Path) -> None:
+    """A delta-rs commit reads back the commits since the last checkpoint: tables get a short
+    checkpoint interval, also when they were made without one."""
+    old = tmp_path / "old"
+    DeltaTable.create(
+        str(old / "spans"), schema=aftershock.lake.table_schema("spans"), partition_by=["day"]
+    )
+    for data in (tmp_path / "new", old):
+        with LakeWriter(data, background=False) as w:
+            for i in range(aftershock.lake.CHECKPOINT_INTERVAL + 1):
+                w.ingest_traces(trace_request(f"c{i}"))
+                w.flush()
+        table = DeltaTable(str(data / "spans"))
+        interval = aftershock.lake.CHECKPOINT_INTERVAL
+        assert table.metadata().configuration["delta.checkpointInterval"] == str(interval)
+        assert list((data / "spans" / "_delta_log").glob("*.checkpoint.parquet"))
+        assert tag_counts(data, "spans") == {
+            f"c{i}": SPANS_PER_REQUEST for i in range(interval + 1)
+        }
+
+
 def test_a_full_buffer_refuses_before_decoding(tmp_path: Path) -> None:
     with LakeWriter(tmp_path, background=False, max_buffer_bytes=64 << 10) as w:
         with pytest.raises(BusyError):

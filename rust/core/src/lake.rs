@@ -50,11 +50,11 @@ fn decode_kind(kind: u8, payload: &[u8], opts: &DecodeOptions) -> Result<Decoded
 /// The tables the writer fills, in commit order.
 pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
-/// The largest flush slice: about 50K realistic spans (670 B each in Arrow). Larger
-/// slices cost more per span (in the lake benchmark run as `serve` runs it, 128 MiB
-/// slices gave 0.12M spans/s of CPU and 1.1 GiB RSS, 32 MiB slices 0.17-0.2M and
-/// 0.95 GiB) and compress no better.
-pub const MAX_FLUSH_BYTES: usize = 32 << 20;
+/// The most decoded rows one Parquet write takes: about 50K realistic spans (670 B each
+/// in Arrow). Larger writes cost more per span (in the lake benchmark run as `serve`
+/// runs it, 128 MiB gave 0.12M spans/s of CPU and 1.1 GiB RSS, 32 MiB 0.17-0.2M and
+/// 0.95 GiB) and compress no better. A flush larger than this writes several files.
+pub const MAX_WRITE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone)]
 pub struct LakeOptions {
@@ -66,11 +66,14 @@ pub struct LakeOptions {
     pub durability: Durability,
     /// Memory for decoded rows not yet committed; beyond it ingest answers busy.
     pub max_buffer_bytes: usize,
-    /// Most decoded rows one flush takes. Writing Parquet needs memory of its own (sorted
-    /// copies, encoders), so a flush of everything buffered would need a multiple of the
-    /// budget; flushing in slices keeps the process near `max_buffer_bytes`. At most
-    /// [`MAX_FLUSH_BYTES`].
+    /// Most decoded rows one flush (one Delta commit per table) takes, so that a flush
+    /// frees memory before the whole budget is written. Each Delta commit costs the same
+    /// whatever it adds (10-30 ms of CPU with delta-rs: the log is read back), so a
+    /// flush should be large.
     pub max_flush_bytes: usize,
+    /// Most decoded rows one Parquet write takes ([`MAX_WRITE_BYTES`]): writing needs
+    /// memory of its own (sorted copies, encoders) and costs more per span when large.
+    pub max_write_bytes: usize,
     pub decode: DecodeOptions,
     pub parquet: ParquetOptions,
     /// Each table's committed WAL sequence (its Delta `txn` version), 0 if none.
@@ -85,7 +88,8 @@ impl LakeOptions {
             data_dir,
             durability: Durability::Fsync,
             max_buffer_bytes: 512 << 20,
-            max_flush_bytes: MAX_FLUSH_BYTES,
+            max_flush_bytes: 128 << 20,
+            max_write_bytes: MAX_WRITE_BYTES,
             decode: DecodeOptions::default(),
             parquet: ParquetOptions::default(),
             committed: HashMap::new(),
@@ -384,50 +388,56 @@ impl Lake {
     }
 
     fn write_pending(&self) -> Result<Vec<PendingCommit>> {
-        let (watermark, spans, logs, rollup_spans, committed) = {
+        let (watermark, buffered, committed) = {
             let st = self.lock()?;
             let w = st.flush_limit(self.opts.max_flush_bytes);
-            let pick = |table: &str, after: u64| -> Vec<RecordBatch> {
-                st.batches
-                    .iter()
-                    .filter(|b| b.table == table && b.seq > after && b.seq <= w)
-                    .map(|b| b.batch.clone())
-                    .collect()
-            };
-            (
-                w,
-                pick(SPANS, st.committed(SPANS)),
-                pick(LOGS, st.committed(LOGS)),
-                pick(SPANS, st.committed(ROLLUPS)),
-                st.committed.clone(),
-            )
+            let from = TABLES.iter().map(|t| st.committed(t)).min().unwrap_or(0);
+            let buffered: Vec<(u64, &'static str, RecordBatch, usize)> = st
+                .batches
+                .iter()
+                .filter(|b| b.seq > from && b.seq <= w)
+                .map(|b| (b.seq, b.table, b.batch.clone(), b.bytes))
+                .collect();
+            (w, buffered, st.committed.clone())
         };
-        let mut pending = Vec::new();
+        let done = |table: &str| committed.get(table).copied().unwrap_or(0);
         let mut rollups = Rollups::new();
-        for b in &rollup_spans {
-            rollups.add_spans(b)?;
+        for (seq, table, batch, _) in &buffered {
+            if *table == SPANS && *seq > done(ROLLUPS) {
+                rollups.add_spans(batch)?;
+            }
         }
         let rollup_batches = if rollups.is_empty() {
             Vec::new()
         } else {
-            vec![rollups.finish()?]
+            vec![(rollups.finish()?, 0)]
         };
-        for (table, batches) in [(SPANS, spans), (LOGS, logs), (ROLLUPS, rollup_batches)] {
-            let done = committed.get(table).copied().unwrap_or(0);
-            if watermark <= done {
+        let rows_of = |table: &str| -> Vec<(RecordBatch, usize)> {
+            buffered
+                .iter()
+                .filter(|(seq, t, _, _)| *t == table && *seq > done(table))
+                .map(|(_, _, batch, bytes)| (batch.clone(), *bytes))
+                .collect()
+        };
+        let mut pending = Vec::new();
+        for (table, batches) in [
+            (SPANS, rows_of(SPANS)),
+            (LOGS, rows_of(LOGS)),
+            (ROLLUPS, rollup_batches),
+        ] {
+            if watermark <= done(table) {
                 continue;
             }
-            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-            let files = if rows == 0 {
-                Vec::new()
-            } else {
-                write_data_files(
+            let rows: u64 = batches.iter().map(|(b, _)| b.num_rows() as u64).sum();
+            let mut files = Vec::new();
+            for chunk in write_chunks(&batches, self.opts.max_write_bytes) {
+                files.extend(write_data_files(
                     &self.opts.table_dir(table),
                     table,
-                    &batches,
+                    &chunk,
                     &self.opts.parquet,
-                )?
-            };
+                )?);
+            }
             pending.push(PendingCommit {
                 table,
                 seq: watermark,
@@ -498,6 +508,26 @@ fn retry_wait_ms(
 }
 
 /// Keeps a WAL record that no longer decodes out of the way, for a human to look at.
+/// `batches` in order, cut into runs of at most `max_bytes` each (a batch larger than
+/// that alone), so that each Parquet write stays small while one commit covers them all.
+fn write_chunks(batches: &[(RecordBatch, usize)], max_bytes: usize) -> Vec<Vec<RecordBatch>> {
+    let mut chunks: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut size = 0usize;
+    for (batch, bytes) in batches {
+        match chunks.last_mut() {
+            Some(chunk) if size + bytes <= max_bytes => {
+                chunk.push(batch.clone());
+                size += bytes;
+            }
+            _ => {
+                chunks.push(vec![batch.clone()]);
+                size = *bytes;
+            }
+        }
+    }
+    chunks
+}
+
 fn quarantine_undecodable(wal_dir: &Path, seq: u64, payload: &[u8]) -> Result<()> {
     let dir = wal_dir.join("quarantine");
     std::fs::create_dir_all(&dir)?;
@@ -519,7 +549,87 @@ fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch) {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
     use super::*;
+    use crate::test_support::TempDir;
+
+    /// A request of `spans` spans of one service, with ids unique to `n`.
+    fn request(n: u64, spans: u64) -> Vec<u8> {
+        let service = KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("checkout".into())),
+            }),
+            ..Default::default()
+        };
+        let start = 1_709_164_800_000_000_000 + n * 1_000_000_000;
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![service],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..spans)
+                        .map(|i| Span {
+                            trace_id: [n.to_be_bytes(), 1u64.to_be_bytes()].concat(),
+                            span_id: (n * spans + i + 1).to_be_bytes().to_vec(),
+                            name: "GET /cart".into(),
+                            start_time_unix_nano: start + i,
+                            end_time_unix_nano: start + i + 1_000_000,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn one_flush_writes_in_bounded_pieces_and_commits_once_per_table() {
+        let dir = TempDir::new("lake-chunks");
+        let mut opts = LakeOptions::new(dir.path());
+        opts.durability = Durability::Os;
+        let (lake, _) = Lake::open(opts.clone()).unwrap();
+        let per_request = lake.ingest_traces(&request(0, 500)).unwrap();
+        assert_eq!(per_request.accepted, 500);
+        let bytes = lake.buffered_bytes();
+        drop(lake);
+        // Each write takes about 3 requests; a flush takes about 8.
+        opts.max_write_bytes = bytes * 3;
+        opts.max_flush_bytes = bytes * 8;
+        let _ = std::fs::remove_dir_all(dir.path());
+        let (lake, _) = Lake::open(opts).unwrap();
+        for n in 0..20 {
+            lake.ingest_traces(&request(n, 500)).unwrap();
+        }
+        let pending = lake.flush().unwrap();
+        let tables: Vec<&str> = pending.iter().map(|p| p.table).collect();
+        assert_eq!(tables, [SPANS, LOGS, ROLLUPS]);
+        let (spans, rollups) = (&pending[0], &pending[2]);
+        assert_eq!(spans.rows, 8 * 500);
+        assert!(pending.iter().all(|p| p.seq == spans.seq));
+        // 8 requests in writes of at most 3: three files, all in the one commit.
+        assert_eq!(spans.files.len(), 3);
+        assert_eq!(spans.files.iter().map(|f| f.rows).sum::<u64>(), 8 * 500);
+        // The rollups of the 8 requests are computed together: one row per minute.
+        assert_eq!(rollups.files.len(), 1);
+        for p in &pending {
+            lake.committed(p.table, p.seq).unwrap();
+        }
+        // The next flush starts where the commit ended.
+        let next = lake.flush().unwrap();
+        assert_eq!(next[0].rows, 8 * 500);
+        assert!(next[0].seq > spans.seq);
+    }
 
     #[test]
     fn busy_clients_wait_about_as_long_as_a_flush_takes() {

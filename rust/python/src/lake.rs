@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use aftershock_core::lake::{IngestOutcome, Lake, LakeOptions, PendingCommit, MAX_FLUSH_BYTES};
+use aftershock_core::lake::{IngestOutcome, Lake, LakeOptions, PendingCommit};
 use aftershock_core::wal::Durability;
 
 use crate::run;
@@ -107,7 +107,7 @@ impl RawLake {
         opts.tables_dir = tables_dir.into();
         opts.durability = durability;
         opts.max_buffer_bytes = max_buffer_bytes;
-        opts.max_flush_bytes = (max_buffer_bytes / 4).clamp(1, MAX_FLUSH_BYTES);
+        opts.max_flush_bytes = (max_buffer_bytes / 4).max(1);
         opts.committed = committed;
         let (lake, report) = run(py, || Lake::open(opts))?;
         let report = HashMap::from([

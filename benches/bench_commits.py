@@ -1,0 +1,92 @@
+"""Delta commits: CPU per commit against the tables' checkpoint interval.
+
+Every flush commits the files it wrote with delta-rs, one commit per table. A delta-rs commit
+reads back the JSON commits since the table's last checkpoint, so its cost grows with them
+until the next checkpoint. This runs ``--flushes`` flushes of one realistic 8192-span request
+each (the Parquet tests' traces) through ``LakeWriter`` on one pinned core, for each checkpoint
+interval, and prints the mean and the worst CPU time of a commit (``update_incremental`` and
+the write transaction, all threads of the process) and of a whole flush.
+
+``aftershock.lake.CHECKPOINT_INTERVAL`` (10) was chosen from this table; 100 is delta-rs's
+default.
+
+Run: ``python benches/bench_commits.py`` (``--quick`` for fewer flushes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from test_parquet_files import realistic_request  # noqa: E402
+
+from aftershock import lake  # noqa: E402
+
+
+def run(payloads: list[bytes], flushes: int, interval: int) -> dict[str, float]:
+    """``flushes`` flushes of one request each into fresh tables checkpointed every ``interval``."""
+    default = lake.CHECKPOINT_INTERVAL
+    lake.CHECKPOINT_INTERVAL = interval
+    data = Path(tempfile.mkdtemp(prefix="bench-commits-"))
+    try:
+        writer = lake.LakeWriter(data, background=False)
+        commits: list[float] = []
+        commit = writer._commit
+
+        def timed(pending: dict[str, Any]) -> None:
+            start = time.process_time()
+            commit(pending)
+            if pending["files"]:
+                commits.append(time.process_time() - start)
+
+        writer._commit = timed  # type: ignore[method-assign]
+        flush_cpu: list[float] = []
+        for i in range(flushes):
+            writer.ingest_traces(payloads[i % len(payloads)])
+            start = time.process_time()
+            writer.flush()
+            flush_cpu.append(time.process_time() - start)
+        writer.close()
+        return {
+            "commit ms": 1000 * statistics.mean(commits),
+            "commit max ms": 1000 * max(commits),
+            "flush ms": 1000 * statistics.mean(flush_cpu),
+        }
+    finally:
+        lake.CHECKPOINT_INTERVAL = default
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs each checkpoint interval and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flushes", type=int, default=300)
+    parser.add_argument("--intervals", default="100,20,10,5")
+    parser.add_argument("--quick", action="store_true", help="100 flushes")
+    args = parser.parse_args(argv)
+    flushes = 100 if args.quick else args.flushes
+    os.sched_setaffinity(0, {0})
+    payloads = [realistic_request(seed=i).SerializeToString() for i in range(4)]
+    print(f"{flushes} flushes of 8192 spans, commits of spans and rollups, one pinned core")
+    print(f"{'checkpoint every':>16}  {'commit CPU ms':>13}  {'worst':>7}  {'flush CPU ms':>12}")
+    for interval in (int(x) for x in args.intervals.split(",")):
+        r = run(payloads, flushes, interval)
+        print(
+            f"{interval:>16}  {r['commit ms']:>13.1f}  {r['commit max ms']:>7.1f}"
+            f"  {r['flush ms']:>12.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
