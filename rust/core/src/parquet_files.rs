@@ -134,7 +134,12 @@ fn layout(table: &str) -> Result<Layout> {
             schema: schema::spans_schema(),
             day_from: &[col::START_TIME],
             sort_by: &[col::SERVICE_NAME, col::TRACE_ID, col::START_TIME],
+            // A trace id repeats only for the few spans of its trace in one flush, which
+            // sit together once sorted: zstd packs those repeats better than a dictionary
+            // would (27.9 instead of 28.3 B/span on the realistic flush bench, and fewer
+            // instructions). The bloom filter, not a dictionary, serves trace lookups.
             plain: &[
+                col::TRACE_ID,
                 col::SPAN_ID,
                 col::PARENT_SPAN_ID,
                 col::START_TIME,
