@@ -164,12 +164,12 @@ def compaction_properties(table: str) -> WriterProperties:
     """
     if table not in TABLES:
         return WriterProperties(compression="ZSTD", compression_level=3)
-    columns = {
-        name: ColumnProperties(dictionary_enabled=False) for name in _core.plain_columns(table)
-    }
+    plain = set(_core.plain_columns(table))
+    columns = {name: ColumnProperties(dictionary_enabled=False) for name in plain}
     if "trace_id" in table_schema(table).names:
         columns["trace_id"] = ColumnProperties(
-            bloom_filter_properties=BloomFilterProperties(True, 0.01, COMPACT_ROW_GROUP_ROWS)
+            dictionary_enabled=False if "trace_id" in plain else None,
+            bloom_filter_properties=BloomFilterProperties(True, 0.01, COMPACT_ROW_GROUP_ROWS),
         )
     return WriterProperties(
         compression="ZSTD",

@@ -5,13 +5,16 @@
 //! `python benches/bench_lake.py --dump DIR`), decodes them once, then writes them
 //! `--flush-every` requests at a time into a temporary table directory, repeatedly, and
 //! prints µs per span and spans/s for the flush, best and median over the repetitions.
+//! With `--rollups`, each flush also aggregates its spans into `rollups` rows and writes
+//! those files, as the lake's flush does.
 //!
-//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N]`
+//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N] [--rollups]`
 
 use std::time::Instant;
 
 use aftershock_core::parquet_files::{write_data_files, ParquetOptions};
-use aftershock_core::schema::SPANS;
+use aftershock_core::rollup::Rollups;
+use aftershock_core::schema::{ROLLUPS, SPANS};
 use aftershock_core::{decode_traces, DecodeOptions};
 use arrow_array::RecordBatch;
 
@@ -21,15 +24,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut dir = None;
-    let (mut flush_every, mut reps) = (4usize, 10usize);
+    let (mut flush_every, mut reps, mut rollups) = (4usize, 10usize, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--flush-every" => flush_every = args.next().ok_or("--flush-every N")?.parse()?,
             "--reps" => reps = args.next().ok_or("--reps N")?.parse()?,
+            "--rollups" => rollups = true,
             _ => dir = Some(arg),
         }
     }
-    let dir = dir.ok_or("usage: flush DIR [--flush-every N] [--reps N]")?;
+    let dir = dir.ok_or("usage: flush DIR [--flush-every N] [--reps N] [--rollups]")?;
     let mut paths: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "pb"))
@@ -50,14 +54,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         popts.row_group_rows = rows.parse()?;
     }
     let mut per_span = Vec::new();
-    let mut bytes = 0u64;
+    let (mut bytes, mut rollup_bytes) = (0u64, 0u64);
     for _ in 0..reps {
         std::fs::create_dir_all(&out)?;
         let t = Instant::now();
-        bytes = 0;
+        (bytes, rollup_bytes) = (0, 0);
         for group in batches.chunks(flush_every.max(1)) {
             for f in write_data_files(&out, SPANS, group, &popts)? {
                 bytes += f.size;
+            }
+            if rollups {
+                let mut r = Rollups::new();
+                for b in group {
+                    r.add_spans(b)?;
+                }
+                for f in write_data_files(&out.join(ROLLUPS), ROLLUPS, &[r.finish()?], &popts)? {
+                    rollup_bytes += f.size;
+                }
             }
         }
         per_span.push(t.elapsed().as_secs_f64() * 1e6 / spans as f64);
@@ -65,8 +78,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     per_span.sort_by(f64::total_cmp);
     let (best, median) = (per_span[0], per_span[per_span.len() / 2]);
+    let with = if rollups {
+        format!(
+            " (+ {:.1} B/span of rollups)",
+            rollup_bytes as f64 / spans as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{} requests, {spans} spans, flush every {flush_every}: best {best:.2} us/span ({:.0} spans/s), median {median:.2} us/span; {:.1} B/span",
+        "{} requests, {spans} spans, flush every {flush_every}: best {best:.2} us/span ({:.0} spans/s), median {median:.2} us/span; {:.1} B/span{with}",
         paths.len(),
         1e6 / best,
         bytes as f64 / spans as f64

@@ -55,8 +55,20 @@ pub fn bucket_of(ns: i64) -> i32 {
 }
 
 /// The value a bucket stands for in quantiles: `2 * gamma^i / (gamma + 1)`. `powf`
-/// rather than `powi`, to compute it the way SQL's `pow` does.
+/// rather than `powi`, to compute it the way SQL's `pow` does. The values of buckets
+/// 0..=[`MAX_BUCKET`] are computed once: a `powf` for each of the three quantiles of
+/// every rollup row was a third of [`Rollups::finish`].
 pub fn bucket_value(bucket: i32) -> f64 {
+    static VALUES: OnceLock<Vec<f64>> = OnceLock::new();
+    let values = VALUES.get_or_init(|| (0..=MAX_BUCKET).map(computed_bucket_value).collect());
+    usize::try_from(bucket)
+        .ok()
+        .and_then(|b| values.get(b))
+        .copied()
+        .unwrap_or_else(|| computed_bucket_value(bucket))
+}
+
+fn computed_bucket_value(bucket: i32) -> f64 {
     2.0 * SKETCH_GAMMA.powf(f64::from(bucket)) / (SKETCH_GAMMA + 1.0)
 }
 
@@ -841,6 +853,17 @@ mod tests {
             }
         }
         assert!(checked > 900_000, "{checked}");
+    }
+
+    #[test]
+    fn bucket_values_are_the_formulas_bit_for_bit() {
+        for bucket in -3..=MAX_BUCKET + 3 {
+            assert_eq!(
+                bucket_value(bucket).to_bits(),
+                (2.0 * SKETCH_GAMMA.powf(f64::from(bucket)) / (SKETCH_GAMMA + 1.0)).to_bits(),
+                "bucket {bucket}"
+            );
+        }
     }
 
     #[test]
