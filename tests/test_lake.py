@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -155,6 +156,28 @@ def test_tables_are_checkpointed_every_few_commits(tmp_path: Path) -> None:
         assert tag_counts(data, "spans") == {
             f"c{i}": SPANS_PER_REQUEST for i in range(interval + 1)
         }
+
+
+def test_maintenance_drops_expired_log_entries(tmp_path: Path) -> None:
+    """Log entries older than the log retention that a checkpoint covers are deleted; the
+    table's rows and this writer's txn version (its exactly-once position) stay."""
+    with LakeWriter(tmp_path, background=False) as w:
+        for i in range(2 * aftershock.lake.CHECKPOINT_INTERVAL + 1):
+            w.ingest_traces(trace_request(f"l{i}"))
+            w.flush()
+        log = tmp_path / "spans" / "_delta_log"
+        before = sorted(p.name for p in log.glob("*.json"))
+        two_days_ago = time.time() - 2 * 86400
+        for p in log.iterdir():
+            os.utime(p, (two_days_ago, two_days_ago))
+        txn = DeltaTable(str(tmp_path / "spans")).transaction_version(w.receiver_id)
+        # Also compacts (new commits, not expired); `now` keeps the 2025 test rows in retention.
+        w.maintain(now=dt.datetime(2025, 12, 2, tzinfo=dt.timezone.utc))
+        kept = sorted(p.name for p in log.glob("*.json") if p.name in before)
+        assert 0 < len(kept) < len(before)
+        assert kept == before[-len(kept) :]
+    assert DeltaTable(str(tmp_path / "spans")).transaction_version(w.receiver_id) == txn
+    assert tag_counts(tmp_path, "spans") == {f"l{i}": SPANS_PER_REQUEST for i in range(21)}
 
 
 def test_a_full_buffer_refuses_before_decoding(tmp_path: Path) -> None:
@@ -316,7 +339,6 @@ def test_writers_sharing_one_table_location_each_replay_only_their_own(
     # Both maintain the shared location at once: one compacts, the other skips the round.
     # (Two delta-rs compactions of the same files would both commit, storing rows twice.)
     monkeypatch.setattr(aftershock.lake, "COMPACT_MIN_FILES", 2)
-    import datetime as dt
 
     decade = dt.timedelta(days=3650)  # the test data is from 2025
     writers = [
@@ -345,7 +367,6 @@ def test_writers_sharing_one_table_location_each_replay_only_their_own(
 
 
 def test_retention_drops_days_past_it_and_keeps_the_rest(tmp_path: Path) -> None:
-    import datetime as dt
 
     with LakeWriter(tmp_path, background=False, retention=dt.timedelta(days=7)) as w:
         w.ingest_traces(trace_request("old"))
