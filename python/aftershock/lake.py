@@ -60,6 +60,10 @@ CHECKPOINT_INTERVAL = 10
 #: covers them: only time travel reads them, and with a checkpoint every 10 commits a busy
 #: table writes thousands a day (a checkpoint holds ~380 bytes per live data file).
 LOG_RETENTION = "interval 1 days"
+#: An explicit flush() stops after this many slices even if ingest keeps adding rows.
+MAX_FLUSH_SLICES = 64
+#: How often the flush thread looks at the buffered size between age-based flushes.
+SIZE_POLL_SECONDS = 0.1
 
 
 def table_properties() -> dict[str, str]:
@@ -68,12 +72,6 @@ def table_properties() -> dict[str, str]:
         "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
         "delta.logRetentionDuration": LOG_RETENTION,
     }
-
-
-#: An explicit flush() stops after this many slices even if ingest keeps adding rows.
-MAX_FLUSH_SLICES = 64
-#: How often the flush thread looks at the buffered size between age-based flushes.
-SIZE_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)

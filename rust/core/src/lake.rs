@@ -507,7 +507,6 @@ fn retry_wait_ms(
     wait.clamp(100, 2000)
 }
 
-/// Keeps a WAL record that no longer decodes out of the way, for a human to look at.
 /// `batches` in order, cut into runs of at most `max_bytes` each (a batch larger than
 /// that alone), so that each Parquet write stays small while one commit covers them all.
 fn write_chunks(batches: &[(RecordBatch, usize)], max_bytes: usize) -> Vec<Vec<RecordBatch>> {
@@ -528,6 +527,7 @@ fn write_chunks(batches: &[(RecordBatch, usize)], max_bytes: usize) -> Vec<Vec<R
     chunks
 }
 
+/// Keeps a WAL record that no longer decodes out of the way, for a human to look at.
 fn quarantine_undecodable(wal_dir: &Path, seq: u64, payload: &[u8]) -> Result<()> {
     let dir = wal_dir.join("quarantine");
     std::fs::create_dir_all(&dir)?;
@@ -620,7 +620,7 @@ mod tests {
         // 8 requests in writes of at most 3: three files, all in the one commit.
         assert_eq!(spans.files.len(), 3);
         assert_eq!(spans.files.iter().map(|f| f.rows).sum::<u64>(), 8 * 500);
-        // The rollups of the 8 requests are computed together: one row per minute.
+        // The rollups of the 8 requests are computed together, into one file.
         assert_eq!(rollups.files.len(), 1);
         for p in &pending {
             lake.committed(p.table, p.seq).unwrap();
