@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
+
+# Read by the Rust core's allocator (mimalloc) when the extension loads, so set before it is
+# imported: no transparent huge pages for this process. Ingest allocates and frees column
+# buffers all the time, and with THP the kernel zeroed a fresh 2 MiB page at each fault: 20%
+# of the CPU of a writer flushing in the background (`perf record`); without THP the same run
+# took ~20% less CPU (benches/README.md, lake). Set it yourself to keep THP.
+os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")
 
 from aftershock.decode import decode_logs, decode_traces, table_schema
 from aftershock.errors import (
