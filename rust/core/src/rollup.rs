@@ -658,8 +658,16 @@ impl Rollups {
             rank[sym as usize] = r as Sym;
         }
         let rank_of = |sym: Sym| rank.get(sym as usize).copied().unwrap_or(NULL);
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_unstable_by_key(|&i| (keys[i].minute, keys[i].syms().map(rank_of)));
+        // Sort keys built once per row rather than in every comparison, where the
+        // rank lookups were most of the sort. Keys are distinct, so the row index
+        // never decides and the order is that of the keys alone.
+        let mut sort_keys: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.minute, k.syms().map(rank_of), i))
+            .collect();
+        sort_keys.sort_unstable();
+        let order: Vec<usize> = sort_keys.into_iter().map(|(_, _, i)| i).collect();
 
         let key_col = |pick: fn(&Key) -> Sym| -> ArrayRef {
             Arc::new(StringArray::from_iter(
