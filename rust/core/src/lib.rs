@@ -7,6 +7,7 @@ pub mod decode;
 pub mod error;
 pub mod lake;
 pub mod parquet_files;
+mod parquet_strings;
 pub mod rollup;
 pub mod schema;
 pub mod wal;

@@ -1,0 +1,872 @@
+//! The dictionary-encoded string columns of the lake's Parquet files, encoded here rather
+//! than by arrow-rs's generic column writer; [`crate::parquet_files`] hands every other
+//! column to arrow-rs and splices these chunks into the same row groups.
+//!
+//! Once rows are sorted, most of a span's strings equal the string at the same place in the
+//! row before: the resource's and scope's columns and attributes are the same for every span
+//! of a service, and attribute keys come in the same order span after span. arrow-rs hashes
+//! every value into its dictionary and compares it with the chunk's running min and max
+//! (together about a third of a flush's instructions). Here a value is first compared with
+//! the value at the same position of the previous row, and only a miss is hashed; the
+//! statistics come from the dictionary, whose values are each distinct.
+//!
+//! What is written is what arrow-rs writes for these columns (so readers see no
+//! difference): a PLAIN dictionary page, then v1 data pages of RLE levels and
+//! RLE_DICTIONARY indices, of at most the writer's page row and byte limits, compressed
+//! with the column's codec; chunk statistics; an offset index. A chunk whose dictionary
+//! would pass the writer's dictionary page limit is written as PLAIN data pages instead
+//! (arrow-rs switches to PLAIN in the middle of such a chunk; here it is decided per chunk).
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, MapArray, StringArray};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+use crate::error::Result;
+
+/// One string leaf of a top-level column, in row order.
+#[derive(Clone, Copy)]
+pub(crate) enum StringLeaf<'a> {
+    /// A `Utf8` column: one value or null per row.
+    Flat(&'a StringArray),
+    /// The keys of a non-null `Map<Utf8, Utf8>` column.
+    MapKeys(&'a MapArray),
+    /// The values of a non-null `Map<Utf8, Utf8>` column.
+    MapValues(&'a MapArray),
+}
+
+impl<'a> StringLeaf<'a> {
+    /// The Parquet leaves of a top-level column when this module writes all of them:
+    /// a `Utf8` column, or a non-null map of strings to strings. `None` for any other.
+    pub(crate) fn leaves(column: &'a ArrayRef) -> Option<Vec<StringLeaf<'a>>> {
+        match column.data_type() {
+            DataType::Utf8 => Some(vec![StringLeaf::Flat(column.as_string::<i32>())]),
+            DataType::Map(_, _) => {
+                let map = column.as_map();
+                let strings = |a: &ArrayRef| a.data_type() == &DataType::Utf8;
+                let ok = map.null_count() == 0
+                    && map.entries().null_count() == 0
+                    && strings(map.keys())
+                    && strings(map.values());
+                ok.then(|| vec![StringLeaf::MapKeys(map), StringLeaf::MapValues(map)])
+            }
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            StringLeaf::Flat(a) => a.len(),
+            StringLeaf::MapKeys(m) | StringLeaf::MapValues(m) => m.len(),
+        }
+    }
+
+    /// Whether `descr` is the column this leaf fills, with the levels `levels` writes.
+    fn fits(&self, descr: &ColumnDescPtr) -> bool {
+        let (rep, def) = (descr.max_rep_level(), descr.max_def_level());
+        match self {
+            StringLeaf::Flat(a) => rep == 0 && (def == 1 || (def == 0 && a.null_count() == 0)),
+            StringLeaf::MapKeys(m) => rep == 1 && def == 1 && m.keys().null_count() == 0,
+            StringLeaf::MapValues(m) => {
+                rep == 1 && (def == 2 || (def == 1 && m.values().null_count() == 0))
+            }
+        }
+    }
+}
+
+/// A dictionary being built: each distinct value once, in first-seen order.
+struct Dictionary<'a> {
+    index: HashMap<&'a [u8], u32, ahash::RandomState>,
+    values: Vec<&'a [u8]>,
+    /// Size of the PLAIN dictionary page: a 4-byte length and the bytes of each value.
+    page_bytes: usize,
+}
+
+impl<'a> Dictionary<'a> {
+    fn new() -> Self {
+        Dictionary {
+            index: HashMap::default(),
+            values: Vec::new(),
+            page_bytes: 0,
+        }
+    }
+
+    fn intern(&mut self, value: &'a [u8]) -> u32 {
+        let next = self.values.len() as u32;
+        let id = *self.index.entry(value).or_insert(next);
+        if id == next {
+            self.values.push(value);
+            self.page_bytes += 4 + value.len();
+        }
+        id
+    }
+}
+
+/// Positions within a row remembered for the previous-row comparison; attribute maps
+/// longer than this hash their later entries.
+const REMEMBERED_POSITIONS: usize = 64;
+
+/// A leaf's levels and dictionary indices, for the whole chunk.
+struct Interned<'a> {
+    dictionary: Dictionary<'a>,
+    /// Dictionary index of each non-null value, in order.
+    ids: Vec<u32>,
+    /// Definition levels, one per level slot; empty when the column has none.
+    def: Vec<u8>,
+    /// Repetition levels; empty when the column has none.
+    rep: Vec<u8>,
+    /// For each row, where its level slots and values end.
+    row_ends: Vec<(u32, u32)>,
+    nulls: u64,
+}
+
+fn intern<'a>(leaf: StringLeaf<'a>, max_def: i16) -> Interned<'a> {
+    let rows = leaf.len();
+    let mut out = Interned {
+        dictionary: Dictionary::new(),
+        ids: Vec::with_capacity(rows),
+        def: Vec::new(),
+        rep: Vec::new(),
+        row_ends: Vec::with_capacity(rows),
+        nulls: 0,
+    };
+    let mut previous: Vec<(&'a [u8], u32)> = Vec::new();
+    let mut id_of = |dictionary: &mut Dictionary<'a>, pos: usize, value: &'a [u8]| -> u32 {
+        if let Some(&(last, id)) = previous.get(pos) {
+            if last == value {
+                return id;
+            }
+        }
+        let id = dictionary.intern(value);
+        if pos < previous.len() {
+            previous[pos] = (value, id);
+        } else if pos < REMEMBERED_POSITIONS {
+            previous.push((value, id));
+        }
+        id
+    };
+    match leaf {
+        StringLeaf::Flat(array) => {
+            if max_def > 0 {
+                out.def.reserve(rows);
+            }
+            for i in 0..rows {
+                if array.is_valid(i) {
+                    let id = id_of(&mut out.dictionary, 0, array.value(i).as_bytes());
+                    out.ids.push(id);
+                    if max_def > 0 {
+                        out.def.push(1);
+                    }
+                } else {
+                    out.def.push(0);
+                    out.nulls += 1;
+                }
+                out.row_ends.push(((i + 1) as u32, out.ids.len() as u32));
+            }
+        }
+        StringLeaf::MapKeys(map) | StringLeaf::MapValues(map) => {
+            let strings = match leaf {
+                StringLeaf::MapKeys(_) => map.keys(),
+                _ => map.values(),
+            }
+            .as_string::<i32>();
+            let entries = strings.len();
+            out.ids.reserve(entries);
+            out.def.reserve(entries + rows);
+            out.rep.reserve(entries + rows);
+            let bytes = strings.value_data();
+            let starts = strings.value_offsets();
+            let no_nulls = strings.null_count() == 0;
+            let offsets = map.value_offsets();
+            // The previous row: its entries and the range of its ids.
+            let mut last: Option<(usize, usize, usize)> = None;
+            for row in offsets.windows(2) {
+                let (start, end) = (row[0] as usize, row[1] as usize);
+                if start == end {
+                    // An empty map: one slot, defined only up to the map itself.
+                    out.rep.push(0);
+                    out.def.push(0);
+                    out.nulls += 1;
+                    out.row_ends
+                        .push((out.rep.len() as u32, out.ids.len() as u32));
+                    continue;
+                }
+                let n = end - start;
+                let ids_start = out.ids.len();
+                // A row whose strings are the previous row's, byte for byte and cut at the
+                // same places, takes the previous row's ids as they are.
+                let same = no_nulls
+                    && last.is_some_and(|(ls, le, _)| {
+                        le - ls == n && {
+                            let here = &starts[start..=end];
+                            let there = &starts[ls..=le];
+                            let shift = here[0] - there[0];
+                            here.iter().zip(there).all(|(a, b)| a - b == shift)
+                                && bytes[here[0] as usize..here[n] as usize]
+                                    == bytes[there[0] as usize..there[n] as usize]
+                        }
+                    });
+                match (same, last) {
+                    (true, Some((_, _, from))) => {
+                        out.ids.extend_from_within(from..from + n);
+                        out.def.extend(std::iter::repeat_n(max_def as u8, n));
+                    }
+                    _ => {
+                        for j in start..end {
+                            if strings.is_valid(j) {
+                                let id = id_of(
+                                    &mut out.dictionary,
+                                    j - start,
+                                    strings.value(j).as_bytes(),
+                                );
+                                out.ids.push(id);
+                                out.def.push(max_def as u8);
+                            } else {
+                                out.def.push(max_def as u8 - 1);
+                                out.nulls += 1;
+                            }
+                        }
+                    }
+                }
+                out.rep.push(0);
+                out.rep.extend(std::iter::repeat_n(1, n - 1));
+                last = Some((start, end, ids_start));
+                out.row_ends
+                    .push((out.rep.len() as u32, out.ids.len() as u32));
+            }
+        }
+    }
+    out
+}
+
+/// Encodes string column chunks; holds what one chunk's encoding can hand to the next.
+pub(crate) struct StringChunkWriter {
+    /// A zstd context and its level, made once per file.
+    compressor: Option<(zstd::bulk::Compressor<'static>, i32)>,
+    /// The page being assembled, uncompressed.
+    page: Vec<u8>,
+}
+
+impl StringChunkWriter {
+    pub(crate) fn new() -> Self {
+        StringChunkWriter {
+            compressor: None,
+            page: Vec::new(),
+        }
+    }
+
+    /// Whether `leaf` can be written as column `descr` under `props`: a dictionary-encoded
+    /// column with a codec this module knows, filled with the levels it writes.
+    pub(crate) fn handles(
+        leaf: &StringLeaf<'_>,
+        descr: &ColumnDescPtr,
+        props: &WriterProperties,
+    ) -> bool {
+        props.dictionary_enabled(descr.path())
+            && matches!(
+                props.compression(descr.path()),
+                Compression::ZSTD(_) | Compression::UNCOMPRESSED
+            )
+            && leaf.fits(descr)
+    }
+
+    /// Encodes `leaf` as the column chunk `descr`: its bytes, starting with the first page,
+    /// and what a row group writer needs to splice them in (`append_column`).
+    pub(crate) fn write(
+        &mut self,
+        leaf: StringLeaf<'_>,
+        descr: &ColumnDescPtr,
+        props: &WriterProperties,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
+        let interned = intern(leaf, max_def);
+        let dictionary = &interned.dictionary;
+        // A column of nulls only still gets its (empty) dictionary, as arrow-rs writes it.
+        let use_dictionary = dictionary.page_bytes <= props.dictionary_page_size_limit();
+        let codec = props.compression(descr.path());
+
+        let mut sink = TrackedWrite::new(Vec::new());
+        let mut writer = SerializedPageWriter::new(&mut sink);
+        let mut encodings = vec![Encoding::RLE];
+        let mut encoding_stats = Vec::new();
+        let (mut compressed, mut uncompressed) = (0i64, 0i64);
+        let mut dictionary_page_offset = None;
+
+        if use_dictionary {
+            self.page.clear();
+            for value in &dictionary.values {
+                self.page
+                    .extend_from_slice(&(value.len() as u32).to_le_bytes());
+                self.page.extend_from_slice(value);
+            }
+            let page = Page::DictionaryPage {
+                buf: self.compress(codec)?,
+                num_values: dictionary.values.len() as u32,
+                encoding: Encoding::PLAIN,
+                is_sorted: false,
+            };
+            let spec = writer.write_page(CompressedPage::new(page, self.page.len()))?;
+            dictionary_page_offset = Some(spec.offset as i64);
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            encodings.push(Encoding::PLAIN);
+            encoding_stats.push(PageEncodingStats {
+                page_type: PageType::DICTIONARY_PAGE,
+                encoding: Encoding::PLAIN,
+                count: 1,
+            });
+        }
+        let value_encoding = match use_dictionary {
+            true => Encoding::RLE_DICTIONARY,
+            false => Encoding::PLAIN,
+        };
+        encodings.push(value_encoding);
+        let id_width = bit_width(dictionary.values.len().saturating_sub(1) as u32).max(1);
+
+        let mut locations = Vec::new();
+        let mut data_page_offset = None;
+        let (row_limit, byte_limit) = (
+            props.data_page_row_count_limit().max(1),
+            props.data_page_size_limit().max(1),
+        );
+        let (mut row, mut level, mut value) = (0usize, 0usize, 0usize);
+        while row < interned.row_ends.len() {
+            // The rows of the next page: up to the row limit, fewer if their values
+            // would pass the byte limit (always at least one row).
+            let first_row = row;
+            let mut bytes = 0usize;
+            let mut end = row;
+            while end < interned.row_ends.len() && end - first_row < row_limit {
+                let values_end = interned.row_ends[end].1 as usize;
+                let prev_values_end = match end {
+                    0 => 0,
+                    _ => interned.row_ends[end - 1].1 as usize,
+                };
+                let ids = &interned.ids[prev_values_end..values_end];
+                bytes += match use_dictionary {
+                    true => ids.len() * usize::from(id_width).div_ceil(8),
+                    false => ids
+                        .iter()
+                        .map(|&id| 4 + dictionary.values[id as usize].len())
+                        .sum::<usize>(),
+                };
+                if bytes > byte_limit && end > first_row {
+                    break;
+                }
+                end += 1;
+            }
+            let (level_end, value_end) = interned.row_ends[end - 1];
+            let (level_end, value_end) = (level_end as usize, value_end as usize);
+
+            self.page.clear();
+            if max_rep > 0 {
+                levels(&interned.rep[level..level_end], max_rep, &mut self.page);
+            }
+            if max_def > 0 {
+                levels(&interned.def[level..level_end], max_def, &mut self.page);
+            }
+            let ids = &interned.ids[value..value_end];
+            if use_dictionary {
+                self.page.push(id_width);
+                rle_hybrid(ids, id_width, &mut self.page);
+            } else {
+                for &id in ids {
+                    let v = dictionary.values[id as usize];
+                    self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    self.page.extend_from_slice(v);
+                }
+            }
+            let num_values = match (max_rep, max_def) {
+                (0, 0) => value_end - value,
+                _ => level_end - level,
+            };
+            let page = Page::DataPage {
+                buf: self.compress(codec)?,
+                num_values: num_values as u32,
+                encoding: value_encoding,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            };
+            let spec = writer.write_page(CompressedPage::new(page, self.page.len()))?;
+            data_page_offset.get_or_insert(spec.offset as i64);
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            locations.push(PageLocation {
+                offset: spec.offset as i64,
+                compressed_page_size: spec.compressed_size as i32,
+                first_row_index: first_row as i64,
+            });
+            (row, level, value) = (end, level_end, value_end);
+        }
+        writer.close()?;
+        encoding_stats.push(PageEncodingStats {
+            page_type: PageType::DATA_PAGE,
+            encoding: value_encoding,
+            count: locations.len() as i32,
+        });
+
+        let num_values = match (max_rep, max_def) {
+            (0, 0) => interned.ids.len(),
+            _ => interned.def.len().max(interned.rep.len()),
+        };
+        let mut builder = ColumnChunkMetaData::builder(descr.clone())
+            .set_compression(codec)
+            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+            .set_page_encoding_stats(encoding_stats)
+            .set_total_compressed_size(compressed)
+            .set_total_uncompressed_size(uncompressed)
+            .set_num_values(num_values as i64)
+            .set_data_page_offset(data_page_offset.unwrap_or(0))
+            .set_dictionary_page_offset(dictionary_page_offset);
+        if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
+            builder = builder.set_statistics(statistics(
+                &dictionary.values,
+                interned.nulls,
+                props.statistics_truncate_length(),
+            ));
+        }
+        let close = ColumnCloseResult {
+            bytes_written: compressed as u64,
+            rows_written: interned.row_ends.len() as u64,
+            metadata: builder.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: Some(OffsetIndexMetaData {
+                page_locations: locations,
+                unencoded_byte_array_data_bytes: None,
+            }),
+        };
+        Ok((Bytes::from(sink.into_inner()?), close))
+    }
+
+    /// `self.page` compressed with `codec`.
+    fn compress(&mut self, codec: Compression) -> Result<Bytes> {
+        match codec {
+            Compression::ZSTD(level) => {
+                let level = level.compression_level();
+                let compressor = match &mut self.compressor {
+                    Some((c, l)) if *l == level => c,
+                    slot => &mut slot.insert((zstd::bulk::Compressor::new(level)?, level)).0,
+                };
+                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
+                compressor.compress_to_buffer(&self.page, &mut out)?;
+                Ok(Bytes::from(out))
+            }
+            Compression::UNCOMPRESSED => Ok(Bytes::copy_from_slice(&self.page)),
+            other => {
+                Err(ParquetError::NYI(format!("string chunks compressed with {other}")).into())
+            }
+        }
+    }
+}
+
+/// Chunk statistics from the distinct values: min, max (cut to `truncate` bytes, then
+/// marked inexact) and the null count.
+fn statistics(values: &[&[u8]], nulls: u64, truncate: Option<usize>) -> Statistics {
+    let min = values.iter().copied().min();
+    let max = values.iter().copied().max();
+    let (min, min_exact) = match (min, truncate) {
+        (Some(v), Some(limit)) if v.len() > limit => (Some(cut_utf8(v, limit).to_vec()), false),
+        (v, _) => (v.map(<[u8]>::to_vec), true),
+    };
+    let (max, max_exact) = match (max, truncate) {
+        (Some(v), Some(limit)) if v.len() > limit => match increment_utf8(cut_utf8(v, limit)) {
+            Some(bound) => (Some(bound), false),
+            // Nothing short is above it: keep the whole value.
+            None => (Some(v.to_vec()), true),
+        },
+        (v, _) => (v.map(<[u8]>::to_vec), true),
+    };
+    let stats = ValueStatistics::new(
+        min.map(ByteArray::from),
+        max.map(ByteArray::from),
+        None,
+        Some(nulls),
+        false,
+    )
+    .with_min_is_exact(min_exact)
+    .with_max_is_exact(max_exact);
+    Statistics::ByteArray(stats)
+}
+
+/// The longest prefix of `v` of at most `limit` bytes that ends on a UTF-8 boundary
+/// (`v` is valid UTF-8: it comes from a string array).
+fn cut_utf8(v: &[u8], limit: usize) -> &[u8] {
+    let mut end = limit.min(v.len());
+    while end > 0 && end < v.len() && (v[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &v[..end]
+}
+
+/// The shortest UTF-8 string greater than every string starting with `prefix`: the
+/// prefix with its last character that can be incremented incremented, and cut after it.
+fn increment_utf8(prefix: &[u8]) -> Option<Vec<u8>> {
+    let s = std::str::from_utf8(prefix).ok()?;
+    let mut chars: Vec<char> = s.chars().collect();
+    while let Some(c) = chars.pop() {
+        let mut next = c as u32 + 1;
+        if (0xD800..0xE000).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(bigger) = char::from_u32(next) {
+            chars.push(bigger);
+            return Some(chars.into_iter().collect::<String>().into_bytes());
+        }
+    }
+    None
+}
+
+/// Bits needed for values up to `max`.
+fn bit_width(max: u32) -> u8 {
+    (32 - max.leading_zeros()) as u8
+}
+
+/// Levels as a v1 data page stores them: a 4-byte length, then the RLE hybrid encoding.
+fn levels(levels: &[u8], max: i16, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    rle_hybrid(levels, bit_width(max as u32), out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends `values` in Parquet's RLE / bit-packing hybrid encoding with `width` bits per
+/// value (1 to 32): a run of 8 or more equal values as one RLE run, the rest bit-packed in
+/// groups of 8 (the last group padded with zeros, which readers ignore: they know the
+/// count). A bit-packed run holds at most 63 groups, so that its header is one byte.
+fn rle_hybrid<T: Copy + Eq + Into<u32>>(values: &[T], width: u8, out: &mut Vec<u8>) {
+    const MAX_GROUPS: usize = 63;
+    let n = values.len();
+    // Where the open bit-packed run's header byte is, and how many groups it has.
+    let mut literal: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < n {
+        let v = values[i];
+        let mut j = i + 1;
+        while j < n && values[j] == v {
+            j += 1;
+        }
+        if j - i >= 8 {
+            literal = None;
+            uleb128(((j - i) as u64) << 1, out);
+            let bytes = usize::from(width).div_ceil(8);
+            out.extend_from_slice(&v.into().to_le_bytes()[..bytes]);
+            i = j;
+        } else {
+            let (at, groups) = match literal {
+                Some((at, groups)) if groups < MAX_GROUPS => (at, groups),
+                _ => {
+                    out.push(0);
+                    (out.len() - 1, 0)
+                }
+            };
+            let group = &values[i..(i + 8).min(n)];
+            pack_group(group, width, out);
+            out[at] = (((groups + 1) << 1) | 1) as u8;
+            literal = Some((at, groups + 1));
+            i += group.len();
+        }
+    }
+}
+
+/// Appends up to 8 values bit-packed with `width` bits each, zero-padded to 8.
+fn pack_group<T: Copy + Into<u32>>(group: &[T], width: u8, out: &mut Vec<u8>) {
+    let width = u32::from(width);
+    if width <= 8 {
+        let mut acc = 0u64;
+        for (k, &v) in group.iter().enumerate() {
+            acc |= u64::from(v.into()) << (k as u32 * width);
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..width as usize]);
+    } else {
+        let mut acc = 0u128;
+        let mut bits = 0u32;
+        for k in 0..8 {
+            let v = group.get(k).map_or(0, |&v| v.into());
+            acc |= u128::from(v) << bits;
+            bits += width;
+            while bits >= 64 {
+                out.extend_from_slice(&(acc as u64).to_le_bytes());
+                acc >>= 64;
+                bits -= 64;
+            }
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..(bits as usize).div_ceil(8)]);
+    }
+}
+
+fn uleb128(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{MapBuilder, StringBuilder};
+    use arrow_array::RecordBatch;
+    use arrow_schema::{Field, Schema};
+    use arrow_select::concat::concat_batches;
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    };
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::ZstdLevel;
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+
+    use super::*;
+    use crate::parquet_files::write_parquet;
+
+    /// xorshift64*: deterministic test data without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const ROWS: usize = 100_000;
+
+    /// Columns that take every path: runs and nulls, ~70K distinct values (17-bit ids),
+    /// long values (cut statistics), a dictionary too big for its page (PLAIN pages cut
+    /// by size), only nulls, and a map with empty rows, null values, repeated rows and
+    /// rows of different lengths.
+    fn batch() -> RecordBatch {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let long = |k: u64| format!("{}-é-{k}", "x".repeat(70));
+        let (mut runs, mut wide, mut longs, mut big, mut nulls) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        let mut run_value = 0;
+        for i in 0..ROWS {
+            if rng.below(50) == 0 {
+                run_value = rng.below(40);
+            }
+            match rng.below(10) {
+                0 => runs.append_null(),
+                _ => runs.append_value(format!("service-{run_value}")),
+            }
+            wide.append_value(format!("{:x}", rng.below(70_000)));
+            longs.append_value(long(rng.below(5)));
+            big.append_value(format!("{:040x}", rng.next()));
+            nulls.append_null();
+            match rng.below(4) {
+                0 if i > 0 => {
+                    // The previous row again (MapBuilder has no copy): regenerate it.
+                    for k in 0..(i % 5) {
+                        map.keys().append_value(format!("key.{k}"));
+                        map.values().append_value(format!("v{}", (i - 1) % 3 + k));
+                    }
+                }
+                1 => {}
+                _ => {
+                    for k in 0..rng.below(9) {
+                        map.keys().append_value(format!("key.{}", rng.below(12)));
+                        match rng.below(7) {
+                            0 => map.values().append_null(),
+                            v => map.values().append_value(format!("v{v}{k}")),
+                        }
+                    }
+                }
+            }
+            map.append(true).unwrap();
+        }
+        let map = map.finish();
+        let schema = Schema::new(vec![
+            Field::new("runs", DataType::Utf8, true),
+            Field::new("wide", DataType::Utf8, false),
+            Field::new("longs", DataType::Utf8, false),
+            Field::new("big", DataType::Utf8, false),
+            Field::new("nulls", DataType::Utf8, true),
+            Field::new("map", map.data_type().clone(), false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(runs.finish()),
+                Arc::new(wide.finish()),
+                Arc::new(longs.finish()),
+                Arc::new(big.finish()),
+                Arc::new(nulls.finish()),
+                Arc::new(map),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn props() -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(2).unwrap()))
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(40_000))
+            .set_data_page_row_count_limit(7_000)
+            .set_data_page_size_limit(64 * 1024)
+            .build()
+    }
+
+    fn read(file: &[u8], selection: Option<RowSelection>) -> RecordBatch {
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            Bytes::copy_from_slice(file),
+            options,
+        )
+        .unwrap();
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        concat_batches(&batches[0].schema(), &batches).unwrap()
+    }
+
+    #[test]
+    fn string_chunks_read_back_exactly_and_match_arrow_rs_metadata() {
+        let batch = batch();
+        let mut ours = Vec::new();
+        let meta = write_parquet(&mut ours, &batch, props()).unwrap();
+        let mut theirs = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut theirs, batch.schema(), Some(props())).unwrap();
+        writer.write(&batch).unwrap();
+        let reference: ParquetMetaData = writer.close().unwrap();
+
+        assert_eq!(read(&ours, None), batch);
+        // Pages found through the offset index: skip into the middle of row groups.
+        let selection = RowSelection::from(vec![
+            RowSelector::skip(12_345),
+            RowSelector::select(30_000),
+            RowSelector::skip(40_000),
+            RowSelector::select(17_655),
+        ]);
+        let expected = concat_batches(
+            &batch.schema(),
+            &[batch.slice(12_345, 30_000), batch.slice(82_345, 17_655)],
+        )
+        .unwrap();
+        assert_eq!(read(&ours, Some(selection)), expected);
+
+        assert_eq!(meta.num_row_groups(), 3);
+        for (rg, (mine, arrows)) in meta
+            .row_groups()
+            .iter()
+            .zip(reference.row_groups())
+            .enumerate()
+        {
+            assert_eq!(mine.num_rows(), arrows.num_rows());
+            for (c, a) in mine.columns().iter().zip(arrows.columns()) {
+                let name = c.column_path().string();
+                assert_eq!(c.num_values(), a.num_values(), "{name} in row group {rg}");
+                if name != "big" {
+                    // (arrow-rs starts `big` with a dictionary and switches to PLAIN
+                    // mid-chunk; this writer decides once per chunk: checked below.)
+                    assert_eq!(
+                        c.dictionary_page_offset().is_some(),
+                        a.dictionary_page_offset().is_some(),
+                        "{name}: a dictionary exactly where arrow-rs writes one"
+                    );
+                }
+                let (s, t) = (c.statistics().unwrap(), a.statistics().unwrap());
+                assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
+                assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
+                assert_eq!(s.min_is_exact(), t.min_is_exact(), "{name}");
+                if name == "longs" {
+                    // Both cut at 64 bytes and stay above every value; the bounds differ
+                    // only in how the cut is rounded up.
+                    assert!(!s.max_is_exact());
+                    let column = batch.column(2).as_string::<i32>();
+                    let max = column.iter().flatten().max().unwrap().as_bytes();
+                    assert!(
+                        s.max_bytes_opt().unwrap() > max && s.max_bytes_opt().unwrap().len() <= 64
+                    );
+                } else {
+                    assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
+                    assert_eq!(s.max_is_exact(), t.max_is_exact(), "{name}");
+                }
+            }
+        }
+        let big = &meta.row_group(0).columns()[3];
+        assert!(
+            big.dictionary_page_offset().is_none(),
+            "an oversized dictionary falls back to PLAIN"
+        );
+        let pages = &meta.offset_index().unwrap()[0][3].page_locations;
+        assert!(
+            pages.len() > 6,
+            "PLAIN pages are cut by size: {}",
+            pages.len()
+        );
+    }
+
+    #[test]
+    fn rle_hybrid_packs_runs_and_groups() {
+        let mut out = Vec::new();
+        rle_hybrid(&[5u32; 10], 3, &mut out);
+        assert_eq!(out, [20, 5], "one RLE run of 10");
+        out.clear();
+        rle_hybrid(&[1u8, 0, 1, 1, 0, 0, 1, 0, 1], 1, &mut out);
+        assert_eq!(
+            out,
+            [(2 << 1) | 1, 0b0100_1101, 0b0000_0001],
+            "two bit-packed groups"
+        );
+        out.clear();
+        let wide: Vec<u32> = (0..8).map(|k| 0x1_0000 + k).collect();
+        rle_hybrid(&wide, 17, &mut out);
+        assert_eq!(out.len(), 1 + 17, "8 values of 17 bits are 17 bytes");
+    }
+
+    #[test]
+    fn statistics_bounds_hold_when_cut() {
+        let v = "aé".repeat(40);
+        let stats = statistics(&[v.as_bytes(), b"b"], 3, Some(64));
+        let Statistics::ByteArray(s) = stats else {
+            panic!()
+        };
+        let min = s.min_opt().unwrap().data();
+        assert!(min.len() <= 64 && v.as_bytes().starts_with(min) && !s.min_is_exact());
+        assert_eq!(s.max_opt().unwrap().data(), b"b");
+        assert_eq!(s.null_count_opt(), Some(3));
+        assert_eq!(
+            increment_utf8("a\u{10FFFF}".as_bytes()),
+            Some(b"b".to_vec())
+        );
+        assert_eq!(
+            increment_utf8("\u{D7FF}".as_bytes()),
+            Some("\u{E000}".as_bytes().to_vec())
+        );
+        assert_eq!(cut_utf8("aé".as_bytes(), 2), b"a");
+    }
+}
