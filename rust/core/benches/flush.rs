@@ -6,9 +6,10 @@
 //! `--flush-every` requests at a time into a temporary table directory, repeatedly, and
 //! prints µs per span and spans/s for the flush, best and median over the repetitions.
 //! With `--rollups`, each flush also aggregates its spans into `rollups` rows and writes
-//! those files, as the lake's flush does.
+//! those files, as the lake's flush does. With `--keep OUT`, the last repetition's files
+//! stay in `OUT` (for comparing what two builds write) instead of being deleted.
 //!
-//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N] [--rollups]`
+//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N] [--rollups] [--keep OUT]`
 
 use std::time::Instant;
 
@@ -25,15 +26,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut dir = None;
     let (mut flush_every, mut reps, mut rollups) = (4usize, 10usize, false);
+    let mut keep: Option<std::path::PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--flush-every" => flush_every = args.next().ok_or("--flush-every N")?.parse()?,
             "--reps" => reps = args.next().ok_or("--reps N")?.parse()?,
             "--rollups" => rollups = true,
+            "--keep" => keep = Some(args.next().ok_or("--keep OUT")?.into()),
             _ => dir = Some(arg),
         }
     }
-    let dir = dir.ok_or("usage: flush DIR [--flush-every N] [--reps N] [--rollups]")?;
+    let dir =
+        dir.ok_or("usage: flush DIR [--flush-every N] [--reps N] [--rollups] [--keep OUT]")?;
     let mut paths: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "pb"))
@@ -55,7 +59,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut per_span = Vec::new();
     let (mut bytes, mut rollup_bytes) = (0u64, 0u64);
-    for _ in 0..reps {
+    for rep in 0..reps {
+        let out = match &keep {
+            Some(keep) if rep + 1 == reps => keep.clone(),
+            _ => out.clone(),
+        };
         std::fs::create_dir_all(&out)?;
         let t = Instant::now();
         (bytes, rollup_bytes) = (0, 0);
@@ -74,7 +82,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         per_span.push(t.elapsed().as_secs_f64() * 1e6 / spans as f64);
-        std::fs::remove_dir_all(&out)?;
+        if keep.as_ref() != Some(&out) {
+            std::fs::remove_dir_all(&out)?;
+        }
     }
     per_span.sort_by(f64::total_cmp);
     let (best, median) = (per_span[0], per_span[per_span.len() / 2]);

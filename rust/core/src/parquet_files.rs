@@ -7,6 +7,7 @@
 //! min/max statistics that prune): `spans` by service and trace, so a trace lookup
 //! touches one run of rows and the `trace_id` bloom filter rules out the other files.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
@@ -209,11 +210,24 @@ pub fn write_data_files(
             .into());
         }
     }
-    // Flat columns are concatenated, then taken in sorted order. List and map columns
-    // are gathered straight from the input batches instead (`gather`), which skips a copy
-    // of their entries and arrow's row-by-row `take` of them.
+    // The string columns the string writer encodes stay in the input batches: it reads
+    // them there in sorted order (`SortedColumn::Parts`), so they are never copied. Other
+    // flat columns are concatenated, then taken in sorted order; list and map columns are
+    // gathered straight from the input batches (`gather`), which skips a copy of their
+    // entries and arrow's row-by-row `take` of them. The sort keys and day columns are
+    // concatenated whatever their kind, to be ranked.
+    let in_parts: Vec<bool> = layout
+        .schema
+        .fields()
+        .iter()
+        .map(|f| !layout.plain.contains(&f.name().as_str()) && StringLeaf::encodes(f.data_type()))
+        .collect();
+    let ranked = |name: &str| layout.sort_by.contains(&name) || layout.day_from.contains(&name);
     let flat: Vec<usize> = (0..layout.schema.fields().len())
-        .filter(|&i| !layout.schema.field(i).data_type().is_nested())
+        .filter(|&i| {
+            let field = layout.schema.field(i);
+            !field.data_type().is_nested() && (!in_parts[i] || ranked(field.name()))
+        })
         .collect();
     let projected = batches
         .iter()
@@ -237,18 +251,26 @@ pub fn write_data_files(
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, field)| match field.data_type().is_nested() {
-            true => {
+        .map(|(i, field)| {
+            Ok(if in_parts[i] {
+                SortedColumn::Parts(batches.iter().map(|b| Arc::clone(b.column(i))).collect())
+            } else if field.data_type().is_nested() {
                 let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
-                gather(field.data_type(), &parts, &runs, order.len())
-            }
-            false => Ok(take(column(&batch, field.name())?.as_ref(), &order, None)?),
+                SortedColumn::Array(gather(field.data_type(), &parts, &runs, order.len())?)
+            } else {
+                SortedColumn::Array(take(column(&batch, field.name())?.as_ref(), &order, None)?)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     // The unsorted copy is not needed while Parquet is encoded: freeing it now lowers the
     // flush's peak memory by the size of the flush.
     drop(batch);
-    let sorted = RecordBatch::try_new(Arc::clone(&layout.schema), columns)?;
+    let sorted = SortedRows {
+        schema: Arc::clone(&layout.schema),
+        columns,
+        runs,
+        len: order.len(),
+    };
     let sorted_days: Vec<i32> = order
         .values()
         .iter()
@@ -262,10 +284,139 @@ pub fn write_data_files(
         let len = sorted_days[start..].partition_point(|&d| d == day);
         let rows = sorted.slice(start, len);
         let props = writer_properties(table, &layout, opts, len)?;
-        files.push(write_day(table_dir, day, &rows, props, &layout.schema)?);
+        files.push(write_day(table_dir, day, &rows, props)?);
         start += len;
     }
     Ok(files)
+}
+
+/// Rows in the order they are written, column by column.
+struct SortedRows {
+    schema: SchemaRef,
+    columns: Vec<SortedColumn>,
+    /// Where the rows are in the input batches, in order; what `SortedColumn::Parts`
+    /// columns are read through (empty when there are none).
+    runs: Vec<Run>,
+    len: usize,
+}
+
+/// A column of [`SortedRows`].
+enum SortedColumn {
+    /// The column's rows copied into their order.
+    Array(ArrayRef),
+    /// The column as it is in the input batches (one array per batch), read in order
+    /// through the rows' runs. Only for string and string-map columns of the kind the
+    /// string writer encodes ([`StringLeaf::encodes`]): it reads them from there, and
+    /// copying them into order was a tenth of the flush's instructions (callgrind,
+    /// benches/flush.rs on realistic spans).
+    Parts(Vec<ArrayRef>),
+}
+
+impl SortedRows {
+    fn num_rows(&self) -> usize {
+        self.len
+    }
+
+    /// Rows `offset..offset + len`.
+    fn slice(&self, offset: usize, len: usize) -> SortedRows {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                SortedColumn::Array(a) => SortedColumn::Array(a.slice(offset, len)),
+                SortedColumn::Parts(p) => SortedColumn::Parts(p.clone()),
+            })
+            .collect();
+        let has_parts = self
+            .columns
+            .iter()
+            .any(|c| matches!(c, SortedColumn::Parts(_)));
+        SortedRows {
+            schema: Arc::clone(&self.schema),
+            columns,
+            runs: match has_parts {
+                true => cut_runs(&self.runs, offset, len),
+                false => Vec::new(),
+            },
+            len,
+        }
+    }
+
+    /// Column `i` as input arrays and the runs that give its rows in order; an array in
+    /// order already is one part, read in one run.
+    fn parts_and_runs(&self, i: usize) -> (&[ArrayRef], Cow<'_, [Run]>) {
+        match &self.columns[i] {
+            SortedColumn::Array(a) => (
+                std::slice::from_ref(a),
+                Cow::Owned(vec![Run {
+                    batch: 0,
+                    start: 0,
+                    len: a.len(),
+                }]),
+            ),
+            SortedColumn::Parts(p) => (p, Cow::Borrowed(&self.runs)),
+        }
+    }
+}
+
+impl From<&RecordBatch> for SortedRows {
+    /// A batch's rows in the order they are in.
+    fn from(batch: &RecordBatch) -> Self {
+        SortedRows {
+            schema: batch.schema(),
+            columns: batch
+                .columns()
+                .iter()
+                .map(|c| SortedColumn::Array(Arc::clone(c)))
+                .collect(),
+            runs: Vec::new(),
+            len: batch.num_rows(),
+        }
+    }
+}
+
+/// The runs of rows `offset..offset + len` of the rows `runs` lists, the runs at either
+/// end cut to fit.
+fn cut_runs(runs: &[Run], offset: usize, len: usize) -> Vec<Run> {
+    let end = offset + len;
+    let mut out = Vec::new();
+    // The row (counted over all runs) that the current run starts at.
+    let mut at = 0;
+    for r in runs {
+        if at >= end {
+            break;
+        }
+        let (from, to) = (at.max(offset), (at + r.len).min(end));
+        if from < to {
+            out.push(Run {
+                batch: r.batch,
+                start: r.start + (from - at),
+                len: to - from,
+            });
+        }
+        at += r.len;
+    }
+    out
+}
+
+/// How many of the rows `runs` picks are null, `nulls[part]` being the validity of each
+/// part the runs point into.
+pub(crate) fn null_count(
+    nulls: &[Option<&NullBuffer>],
+    runs: impl IntoIterator<Item = Run>,
+) -> usize {
+    if nulls.iter().all(|n| n.is_none_or(|n| n.null_count() == 0)) {
+        return 0;
+    }
+    runs.into_iter()
+        .map(|r| match nulls[r.batch] {
+            // The runs of sorted rows are short (a row or two): bit by bit, as in
+            // `gather_nulls`; an array in order is one long run.
+            Some(n) if r.len > 64 => r.len - n.inner().slice(r.start, r.len).count_set_bits(),
+            Some(n) => (r.start..r.start + r.len).filter(|&i| n.is_null(i)).count(),
+            None => 0,
+        })
+        .sum()
 }
 
 /// The row indices that sort `keys` (ascending, nulls first, the first key first): the
@@ -392,10 +543,10 @@ fn string_ranks(strings: &StringArray) -> Vec<u128> {
 
 /// Rows `start..start + len` of input batch `batch` (or entries of a child array).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Run {
-    batch: usize,
-    start: usize,
-    len: usize,
+pub(crate) struct Run {
+    pub(crate) batch: usize,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
 }
 
 /// `order`, indices into the concatenation of `batches`, as runs of consecutive rows of
@@ -707,9 +858,8 @@ fn writer_properties(
 fn write_day(
     table_dir: &Path,
     day: i32,
-    batch: &RecordBatch,
+    rows: &SortedRows,
     props: WriterProperties,
-    schema: &SchemaRef,
 ) -> Result<DataFile> {
     let day_str = DateTime::from_timestamp(i64::from(day) * 86_400, 0)
         .ok_or_else(|| ArrowError::ComputeError(format!("day {day} out of range")))?
@@ -732,7 +882,7 @@ fn write_day(
         .create_new(true)
         .open(&tmp.path)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let written = write_parquet(&mut out, batch, props)?;
+    let written = write_rows(&mut out, rows, props)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     let meta = file.metadata()?;
@@ -750,22 +900,35 @@ fn write_day(
         path: format!("{partition_dir}/{name}"),
         size: meta.len(),
         partition_values: vec![(DAY.to_string(), day_str)],
-        rows: batch.num_rows() as u64,
-        stats_json: stats_json(batch, schema, &written),
+        rows: rows.num_rows() as u64,
+        stats_json: stats_json(rows, &written),
         modification_time_ms,
     })
 }
 
-/// Writes `batch` as one Parquet file to `out`, in row groups of `props`' size: the
-/// string columns through [`parquet_strings`], every other column through arrow-rs's
-/// column writers, all under `props`. The file is what `ArrowWriter` would write (the
-/// Arrow schema in its metadata included), at a fraction of the cost for the strings.
+/// [`write_rows`] of a batch, its rows in the order they are in: what the string
+/// writer's tests compare with arrow-rs's own writer.
+#[cfg(test)]
 pub(crate) fn write_parquet<W: Write + Send>(
     out: W,
     batch: &RecordBatch,
     props: WriterProperties,
 ) -> Result<ParquetMetaData> {
-    let schema = batch.schema();
+    write_rows(out, &SortedRows::from(batch), props)
+}
+
+/// Writes `sorted` as one Parquet file to `out`, in row groups of `props`' size: the
+/// string columns through [`parquet_strings`], every other column through arrow-rs's
+/// column writers, all under `props`. The file is what `ArrowWriter` would write (the
+/// Arrow schema in its metadata included), at a fraction of the cost for the strings.
+/// The string writer reads `Parts` columns where they are; a `Parts` column it cannot
+/// take in some row group (nulls where its levels have none) is gathered for arrow-rs.
+fn write_rows<W: Write + Send>(
+    out: W,
+    sorted: &SortedRows,
+    props: WriterProperties,
+) -> Result<ParquetMetaData> {
+    let schema = Arc::clone(&sorted.schema);
     let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
     let (mut writer, arrow_writers) =
         ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
@@ -773,15 +936,25 @@ pub(crate) fn write_parquet<W: Write + Send>(
     let props = Arc::clone(writer.properties());
     let mut strings = StringChunkWriter::new();
     let mut start = 0;
-    while start < batch.num_rows() {
-        let rows = batch.slice(start, row_group_rows.min(batch.num_rows() - start));
-        start += rows.num_rows();
+    while start < sorted.num_rows() {
+        let len = row_group_rows.min(sorted.num_rows() - start);
+        // A day's rows are mostly one row group: its runs need no copy then.
+        let sliced;
+        let rows = match len == sorted.num_rows() {
+            true => sorted,
+            false => {
+                sliced = sorted.slice(start, len);
+                &sliced
+            }
+        };
+        start += len;
         let index = writer.flushed_row_groups().len();
         let mut column_writers = arrow_writers.create_column_writers(index)?.into_iter();
         let mut row_group = writer.next_row_group()?;
         let mut leaf = 0;
-        for (field, column) in schema.fields().iter().zip(rows.columns()) {
-            let own = StringLeaf::leaves(column).filter(|leaves| {
+        for (i, field) in schema.fields().iter().enumerate() {
+            let (parts, runs) = rows.parts_and_runs(i);
+            let own = StringLeaf::leaves(field.data_type(), parts, &runs).filter(|leaves| {
                 leaves.iter().enumerate().all(|(k, l)| {
                     StringChunkWriter::handles(l, &parquet_schema.column(leaf + k), &props)
                 })
@@ -797,7 +970,14 @@ pub(crate) fn write_parquet<W: Write + Send>(
                     }
                 }
                 None => {
-                    for l in compute_leaves(field, column)? {
+                    let column = match &rows.columns[i] {
+                        SortedColumn::Array(a) => Arc::clone(a),
+                        SortedColumn::Parts(p) => {
+                            let parts: Vec<&ArrayRef> = p.iter().collect();
+                            gather(field.data_type(), &parts, &runs, rows.num_rows())?
+                        }
+                    };
+                    for l in compute_leaves(field, &column)? {
                         let mut w = column_writers.next().ok_or_else(|| {
                             ArrowError::SchemaError(format!("no Parquet leaf for {}", field.name()))
                         })?;
@@ -892,25 +1072,30 @@ fn unique_file_name() -> String {
     )
 }
 
-/// Delta per-file statistics of `batch`: min, max and null count of each flat column,
+/// Delta per-file statistics of `rows`: min, max and null count of each flat column,
 /// strings cut to Delta's 32-character prefix, timestamps as RFC 3339 UTC with
 /// nanoseconds. Map and list columns carry no usable bounds and are left out. String
 /// bounds come from the Parquet statistics the writer just computed (`written`) when
 /// they are exact: comparing every string again was 6% of the flush.
-fn stats_json(batch: &RecordBatch, schema: &SchemaRef, written: &ParquetMetaData) -> String {
+fn stats_json(rows: &SortedRows, written: &ParquetMetaData) -> String {
     let mut min = String::new();
     let mut max = String::new();
     let mut nulls = String::new();
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+    for (i, field) in rows.schema.fields().iter().enumerate() {
         if field.data_type().is_nested() {
             continue;
         }
-        push_entry(&mut nulls, field.name(), &array.null_count().to_string());
-        let bounds = match array.data_type() {
-            DataType::Utf8 => written_string_bounds(written, field.name())
-                .unwrap_or_else(|| min_max(array.as_string::<i32>().iter().flatten()))
+        let (parts, runs) = rows.parts_and_runs(i);
+        let validity: Vec<Option<&NullBuffer>> = parts.iter().map(|p| p.nulls()).collect();
+        let null_count = null_count(&validity, runs.iter().copied());
+        push_entry(&mut nulls, field.name(), &null_count.to_string());
+        let bounds = match (field.data_type(), &rows.columns[i]) {
+            (DataType::Utf8, _) => written_string_bounds(written, field.name())
+                .unwrap_or_else(|| min_max(strings_in_order(parts, &runs).flatten()))
                 .and_then(|(lo, hi)| string_bounds(lo, hi)),
-            _ => bounds(array.as_ref()),
+            (_, SortedColumn::Array(array)) => bounds(array.as_ref()),
+            // Only string columns are left in parts (`SortedColumn::Parts`).
+            (_, SortedColumn::Parts(_)) => None,
         };
         if let Some((lo, hi)) = bounds {
             push_entry(&mut min, field.name(), &lo);
@@ -919,8 +1104,19 @@ fn stats_json(batch: &RecordBatch, schema: &SchemaRef, written: &ParquetMetaData
     }
     format!(
         "{{\"numRecords\":{},\"minValues\":{{{min}}},\"maxValues\":{{{max}}},\"nullCount\":{{{nulls}}},\"tightBounds\":true}}",
-        batch.num_rows()
+        rows.num_rows()
     )
+}
+
+/// The values of a string column given as `parts` read through `runs`, in order.
+fn strings_in_order<'a>(
+    parts: &'a [ArrayRef],
+    runs: &'a [Run],
+) -> impl Iterator<Item = Option<&'a str>> + 'a {
+    runs.iter().flat_map(move |r| {
+        let strings = parts[r.batch].as_string::<i32>();
+        (r.start..r.start + r.len).map(move |i| strings.is_valid(i).then(|| strings.value(i)))
+    })
 }
 
 /// The min and max of a top-level string column over the row groups of a written file,
@@ -1585,6 +1781,166 @@ mod tests {
         assert_eq!(read_back.columns(), want.columns());
     }
 
+    /// The rows of `batches` in the layout's sort order, by arrow's own kernels.
+    fn sorted_by_arrow(batches: &[RecordBatch]) -> RecordBatch {
+        let all = concat_batches(&batches[0].schema(), batches).unwrap();
+        let mut keys = vec![SortColumn {
+            values: day_numbers(&all, &[col::START_TIME]).unwrap(),
+            options: None,
+        }];
+        for name in [col::SERVICE_NAME, col::TRACE_ID, col::START_TIME] {
+            keys.push(SortColumn {
+                values: Arc::clone(all.column_by_name(name).unwrap()),
+                options: None,
+            });
+        }
+        let order = lexsort_to_indices(&keys, None).unwrap();
+        arrow_select::take::take_record_batch(&all, &order).unwrap()
+    }
+
+    #[test]
+    fn string_columns_read_through_runs_of_several_batches_write_what_copies_would() {
+        // The string columns are read where they are in the input batches: nulls in
+        // them (service_name, a sort key, included), empty maps, batches sliced off a
+        // larger one, a copy with buffers of its own and an empty batch, over two days
+        // and row groups that cut runs. The files hold the rows of arrow's `take` in sort
+        // order, and are byte for byte the files those copied rows write.
+        let with_nulls = |batch: RecordBatch, every: usize| -> RecordBatch {
+            let columns = batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .enumerate()
+                .map(|(c, (field, column))| {
+                    if field.data_type() != &DataType::Utf8 || !field.is_nullable() {
+                        return Arc::clone(column);
+                    }
+                    let null: arrow_array::BooleanArray = (0..column.len())
+                        .map(|row| Some((row * 7 + c) % every == 0))
+                        .collect();
+                    arrow_select::nullif::nullif(column.as_ref(), &null).unwrap()
+                })
+                .collect();
+            RecordBatch::try_new(batch.schema(), columns).unwrap()
+        };
+        let whole = with_nulls(spans_batch(300), 5);
+        let copy = concat_batches(&whole.schema(), &[whole.slice(601, 400)]).unwrap();
+        let batches = vec![
+            whole.slice(0, 1),
+            whole.slice(1, 600),
+            whole.slice(601, 0),
+            with_nulls(copy, 3),
+            whole.slice(1001, whole.num_rows() - 1001),
+        ];
+        let want = sorted_by_arrow(&batches);
+        let service = want.column_by_name(col::SERVICE_NAME).unwrap();
+        let attributes = want.column_by_name(col::SPAN_ATTRIBUTES).unwrap().as_map();
+        assert!(service.null_count() > 0 && service.null_count() < want.num_rows());
+        assert!((0..attributes.len()).any(|row| attributes.value_length(row) == 0));
+
+        let dir = TempDir::new("runs");
+        let opts = ParquetOptions {
+            row_group_rows: 250,
+            ..Default::default()
+        };
+        let files = write_data_files(&dir.0, SPANS, &batches, &opts).unwrap();
+        assert_eq!(files.len(), 2);
+        let mut at = 0;
+        for f in &files {
+            let path = dir.0.join(&f.path);
+            let want = want.slice(at, f.rows as usize);
+            at += want.num_rows();
+            assert_eq!(read(&path).columns(), want.columns());
+
+            let props = writer_properties(SPANS, &layout(SPANS).unwrap(), &opts, want.num_rows());
+            let mut copied = Vec::new();
+            let written = write_parquet(&mut copied, &want, props.unwrap()).unwrap();
+            assert!(written.num_row_groups() > 1);
+            assert!(fs::read(&path).unwrap() == copied, "{} differs", f.path);
+            assert_eq!(f.stats_json, stats_json(&SortedRows::from(&want), &written));
+        }
+        assert_eq!(at, want.num_rows());
+    }
+
+    #[test]
+    fn string_bounds_fall_back_to_the_values_the_runs_pick() {
+        // Values past the 64-byte statistics cut leave the written bounds inexact, so the
+        // Delta bounds come from the values: those the runs pick, not every value of the
+        // parts ("0" and "zz" are left out).
+        let long = "m".repeat(70);
+        let parts: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![
+                Some("b"),
+                None,
+                Some(long.as_str()),
+                Some("c"),
+            ])),
+            Arc::new(StringArray::from(vec![Some("0"), Some("a"), None, Some("zz")]).slice(1, 3)),
+            Arc::new(StringArray::from(vec![None, Some("0")])),
+        ];
+        let run = |batch, start, len| Run { batch, start, len };
+        let runs = vec![
+            run(1, 1, 1),
+            run(0, 2, 2),
+            run(2, 0, 1),
+            run(0, 0, 2),
+            run(1, 0, 1),
+        ];
+        let want: ArrayRef = Arc::new(StringArray::from(vec![
+            None,
+            Some(long.as_str()),
+            Some("c"),
+            None,
+            Some("b"),
+            None,
+            Some("a"),
+        ]));
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "s",
+            DataType::Utf8,
+            true,
+        )]));
+        let rows = SortedRows {
+            schema: Arc::clone(&schema),
+            columns: vec![SortedColumn::Parts(parts)],
+            runs,
+            len: want.len(),
+        };
+        assert_eq!(
+            cut_runs(&rows.runs, 2, 4),
+            [run(0, 3, 1), run(2, 0, 1), run(0, 0, 2)]
+        );
+        assert_eq!(cut_runs(&rows.runs, 6, 1), [run(1, 0, 1)]);
+
+        let props = WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(3))
+            .build();
+        let mut file = Vec::new();
+        let written = write_rows(&mut file, &rows, props).unwrap();
+        assert_eq!(written.num_row_groups(), 3);
+        assert_eq!(written_string_bounds(&written, "s"), None);
+        let want = RecordBatch::try_new(schema, vec![want]).unwrap();
+        let read_back: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file))
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
+        assert_eq!(concat_batches(&want.schema(), &read_back).unwrap(), want);
+
+        let stats = stats_json(&rows, &written);
+        assert_eq!(stats, stats_json(&SortedRows::from(&want), &written));
+        assert_eq!(stat(&stats, "minValues", "s"), "\"a\"");
+        assert_eq!(
+            stat(&stats, "maxValues", "s"),
+            format!("\"{}\u{7f}\"", "m".repeat(32))
+        );
+        assert_eq!(stat(&stats, "nullCount", "s"), "3");
+    }
+
     #[test]
     fn logs_fall_back_to_observed_time_then_to_the_write_day() {
         let dir = TempDir::new("logs");
@@ -1831,7 +2187,7 @@ mod tests {
             }
         }
         assert_eq!(
-            stats_json(&batch, &schema, &written),
+            stats_json(&SortedRows::from(&batch), &written),
             format!(
                 "{{\"numRecords\":{rows},\"minValues\":{{{min}}},\"maxValues\":{{{max}}},\"nullCount\":{{{nulls}}},\"tightBounds\":true}}"
             )

@@ -36,55 +36,125 @@ use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use crate::error::Result;
+use crate::parquet_files::{null_count, Run};
 
-/// One string leaf of a top-level column, in row order.
-#[derive(Clone, Copy)]
-pub(crate) enum StringLeaf<'a> {
+/// One string leaf of a top-level column, in row order: the rows `runs` picks out of
+/// `parts`. The columns of a flush are read where they are in its input batches (one part
+/// per batch) rather than copied into sorted order first; an array already in order is
+/// one part read in one run.
+pub(crate) struct StringLeaf<'a> {
+    parts: Parts<'a>,
+    runs: &'a [Run],
+}
+
+/// The arrays a [`StringLeaf`] reads, one per input batch.
+enum Parts<'a> {
     /// A `Utf8` column: one value or null per row.
-    Flat(&'a StringArray),
+    Flat(Vec<&'a StringArray>),
     /// The keys of a non-null `Map<Utf8, Utf8>` column.
-    MapKeys(&'a MapArray),
+    MapKeys(Vec<&'a MapArray>),
     /// The values of a non-null `Map<Utf8, Utf8>` column.
-    MapValues(&'a MapArray),
+    MapValues(Vec<&'a MapArray>),
 }
 
 impl<'a> StringLeaf<'a> {
-    /// The Parquet leaves of a top-level column when this module writes all of them:
-    /// a `Utf8` column, or a non-null map of strings to strings. `None` for any other.
-    pub(crate) fn leaves(column: &'a ArrayRef) -> Option<Vec<StringLeaf<'a>>> {
-        match column.data_type() {
-            DataType::Utf8 => Some(vec![StringLeaf::Flat(column.as_string::<i32>())]),
-            DataType::Map(_, _) => {
-                let map = column.as_map();
-                let strings = |a: &ArrayRef| a.data_type() == &DataType::Utf8;
-                let ok = map.null_count() == 0
-                    && map.entries().null_count() == 0
-                    && strings(map.keys())
-                    && strings(map.values());
-                ok.then(|| vec![StringLeaf::MapKeys(map), StringLeaf::MapValues(map)])
+    /// Whether columns of `data_type` are of a kind this module writes: `Utf8`, or a map
+    /// of strings to strings. Whether it writes a given chunk of one also depends on the
+    /// chunk's nulls and on the writer's properties (`leaves`, `StringChunkWriter::handles`).
+    pub(crate) fn encodes(data_type: &DataType) -> bool {
+        match data_type {
+            DataType::Utf8 => true,
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(fields) => {
+                    fields.len() == 2 && fields.iter().all(|f| f.data_type() == &DataType::Utf8)
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// The Parquet leaves of a top-level column of `data_type` (the rows `runs` picks out
+    /// of `parts`) when this module writes all of them: a `Utf8` column, or a map of
+    /// strings to strings without null maps or entries. `None` for any other.
+    pub(crate) fn leaves(
+        data_type: &DataType,
+        parts: &'a [ArrayRef],
+        runs: &'a [Run],
+    ) -> Option<Vec<StringLeaf<'a>>> {
+        if !Self::encodes(data_type) {
+            return None;
+        }
+        let leaf = |parts| StringLeaf { parts, runs };
+        match data_type {
+            DataType::Utf8 => Some(vec![leaf(Parts::Flat(
+                parts.iter().map(|a| a.as_string::<i32>()).collect(),
+            ))]),
+            _ => {
+                let maps: Vec<&MapArray> = parts.iter().map(|a| a.as_map()).collect();
+                let map_nulls: Vec<_> = maps.iter().map(|m| m.nulls()).collect();
+                let entry_nulls: Vec<_> = maps.iter().map(|m| m.entries().nulls()).collect();
+                let ok = null_count(&map_nulls, runs.iter().copied()) == 0
+                    && null_count(&entry_nulls, entry_runs(&maps, runs)) == 0;
+                ok.then(|| {
+                    vec![
+                        leaf(Parts::MapKeys(maps.clone())),
+                        leaf(Parts::MapValues(maps)),
+                    ]
+                })
             }
-            _ => None,
         }
     }
 
     fn len(&self) -> usize {
-        match self {
-            StringLeaf::Flat(a) => a.len(),
-            StringLeaf::MapKeys(m) | StringLeaf::MapValues(m) => m.len(),
-        }
+        self.runs.iter().map(|r| r.len).sum()
     }
 
-    /// Whether `descr` is the column this leaf fills, with the levels `levels` writes.
-    fn fits(&self, descr: &ColumnDescPtr) -> bool {
-        let (rep, def) = (descr.max_rep_level(), descr.max_def_level());
-        match self {
-            StringLeaf::Flat(a) => rep == 0 && (def == 1 || (def == 0 && a.null_count() == 0)),
-            StringLeaf::MapKeys(m) => rep == 1 && def == 1 && m.keys().null_count() == 0,
-            StringLeaf::MapValues(m) => {
-                rep == 1 && (def == 2 || (def == 1 && m.values().null_count() == 0))
+    /// Nulls among the leaf's values.
+    fn null_count(&self) -> usize {
+        match &self.parts {
+            Parts::Flat(arrays) => {
+                let nulls: Vec<_> = arrays.iter().map(|a| a.nulls()).collect();
+                null_count(&nulls, self.runs.iter().copied())
+            }
+            Parts::MapKeys(maps) | Parts::MapValues(maps) => {
+                let nulls: Vec<_> = maps.iter().map(|&m| self.map_strings(m).nulls()).collect();
+                null_count(&nulls, entry_runs(maps, self.runs))
             }
         }
     }
+
+    /// The keys or the values of `map`, whichever this leaf is.
+    fn map_strings(&self, map: &'a MapArray) -> &'a StringArray {
+        match self.parts {
+            Parts::MapKeys(_) => map.keys(),
+            _ => map.values(),
+        }
+        .as_string::<i32>()
+    }
+
+    /// Whether `descr` is the column this leaf fills, with the levels `intern` writes.
+    fn fits(&self, descr: &ColumnDescPtr) -> bool {
+        let (rep, def) = (descr.max_rep_level(), descr.max_def_level());
+        match self.parts {
+            Parts::Flat(_) => rep == 0 && (def == 1 || (def == 0 && self.null_count() == 0)),
+            Parts::MapKeys(_) => rep == 1 && def == 1 && self.null_count() == 0,
+            Parts::MapValues(_) => rep == 1 && (def == 2 || (def == 1 && self.null_count() == 0)),
+        }
+    }
+}
+
+/// The runs of map entries that the map rows of `runs` hold.
+fn entry_runs<'b>(maps: &'b [&MapArray], runs: &'b [Run]) -> impl Iterator<Item = Run> + 'b {
+    runs.iter().map(|r| {
+        let offsets = maps[r.batch].value_offsets();
+        let (first, last) = (offsets[r.start] as usize, offsets[r.start + r.len] as usize);
+        Run {
+            batch: r.batch,
+            start: first,
+            len: last - first,
+        }
+    })
 }
 
 /// A dictionary being built: each distinct value once, in first-seen order.
@@ -133,7 +203,7 @@ struct Interned<'a> {
     nulls: u64,
 }
 
-fn intern<'a>(leaf: StringLeaf<'a>, max_def: i16) -> Interned<'a> {
+fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
     let rows = leaf.len();
     let mut out = Interned {
         dictionary: Dictionary::new(),
@@ -158,94 +228,98 @@ fn intern<'a>(leaf: StringLeaf<'a>, max_def: i16) -> Interned<'a> {
         }
         id
     };
-    match leaf {
-        StringLeaf::Flat(array) => {
+    match &leaf.parts {
+        Parts::Flat(arrays) => {
             if max_def > 0 {
                 out.def.reserve(rows);
             }
-            for i in 0..rows {
-                if array.is_valid(i) {
-                    let id = id_of(&mut out.dictionary, 0, array.value(i).as_bytes());
-                    out.ids.push(id);
-                    if max_def > 0 {
-                        out.def.push(1);
+            for run in leaf.runs {
+                let array = arrays[run.batch];
+                for i in run.start..run.start + run.len {
+                    if array.is_valid(i) {
+                        let id = id_of(&mut out.dictionary, 0, array.value(i).as_bytes());
+                        out.ids.push(id);
+                        if max_def > 0 {
+                            out.def.push(1);
+                        }
+                    } else {
+                        out.def.push(0);
+                        out.nulls += 1;
                     }
-                } else {
-                    out.def.push(0);
-                    out.nulls += 1;
+                    out.row_ends
+                        .push(((out.row_ends.len() + 1) as u32, out.ids.len() as u32));
                 }
-                out.row_ends.push(((i + 1) as u32, out.ids.len() as u32));
             }
         }
-        StringLeaf::MapKeys(map) | StringLeaf::MapValues(map) => {
-            let strings = match leaf {
-                StringLeaf::MapKeys(_) => map.keys(),
-                _ => map.values(),
-            }
-            .as_string::<i32>();
-            let entries = strings.len();
+        Parts::MapKeys(maps) | Parts::MapValues(maps) => {
+            let strings: Vec<&StringArray> = maps.iter().map(|&m| leaf.map_strings(m)).collect();
+            let entries: usize = entry_runs(maps, leaf.runs).map(|r| r.len).sum();
             out.ids.reserve(entries);
             out.def.reserve(entries + rows);
             out.rep.reserve(entries + rows);
-            let bytes = strings.value_data();
-            let starts = strings.value_offsets();
-            let no_nulls = strings.null_count() == 0;
-            let offsets = map.value_offsets();
-            // The previous row: its entries and the range of its ids.
-            let mut last: Option<(usize, usize, usize)> = None;
-            for row in offsets.windows(2) {
-                let (start, end) = (row[0] as usize, row[1] as usize);
-                if start == end {
-                    // An empty map: one slot, defined only up to the map itself.
-                    out.rep.push(0);
-                    out.def.push(0);
-                    out.nulls += 1;
-                    out.row_ends
-                        .push((out.rep.len() as u32, out.ids.len() as u32));
-                    continue;
-                }
-                let n = end - start;
-                let ids_start = out.ids.len();
-                // A row whose strings are the previous row's, byte for byte and cut at the
-                // same places, takes the previous row's ids as they are.
-                let same = no_nulls
-                    && last.is_some_and(|(ls, le, _)| {
-                        le - ls == n && {
+            // The previous row: its part, its entries and the range of its ids.
+            let mut last: Option<(usize, usize, usize, usize)> = None;
+            for run in leaf.runs {
+                let part = run.batch;
+                let values = strings[part];
+                let (bytes, starts) = (values.value_data(), values.value_offsets());
+                let offsets = &maps[part].value_offsets()[run.start..=run.start + run.len];
+                for row in offsets.windows(2) {
+                    let (start, end) = (row[0] as usize, row[1] as usize);
+                    if start == end {
+                        // An empty map: one slot, defined only up to the map itself.
+                        out.rep.push(0);
+                        out.def.push(0);
+                        out.nulls += 1;
+                        out.row_ends
+                            .push((out.rep.len() as u32, out.ids.len() as u32));
+                        continue;
+                    }
+                    let n = end - start;
+                    let ids_start = out.ids.len();
+                    // A row whose strings are the previous row's, byte for byte and cut at
+                    // the same places, takes the previous row's ids as they are. The two
+                    // rows may come from different parts; nulls (whose bytes are empty,
+                    // as an empty string's) rule the shortcut out in either.
+                    let same = last.is_some_and(|(last_part, ls, le, _)| {
+                        let other = strings[last_part];
+                        values.null_count() == 0 && other.null_count() == 0 && le - ls == n && {
                             let here = &starts[start..=end];
-                            let there = &starts[ls..=le];
+                            let there = &other.value_offsets()[ls..=le];
                             let shift = here[0] - there[0];
                             here.iter().zip(there).all(|(a, b)| a - b == shift)
                                 && bytes[here[0] as usize..here[n] as usize]
-                                    == bytes[there[0] as usize..there[n] as usize]
+                                    == other.value_data()[there[0] as usize..there[n] as usize]
                         }
                     });
-                match (same, last) {
-                    (true, Some((_, _, from))) => {
-                        out.ids.extend_from_within(from..from + n);
-                        out.def.extend(std::iter::repeat_n(max_def as u8, n));
-                    }
-                    _ => {
-                        for j in start..end {
-                            if strings.is_valid(j) {
-                                let id = id_of(
-                                    &mut out.dictionary,
-                                    j - start,
-                                    strings.value(j).as_bytes(),
-                                );
-                                out.ids.push(id);
-                                out.def.push(max_def as u8);
-                            } else {
-                                out.def.push(max_def as u8 - 1);
-                                out.nulls += 1;
+                    match (same, last) {
+                        (true, Some((_, _, _, from))) => {
+                            out.ids.extend_from_within(from..from + n);
+                            out.def.extend(std::iter::repeat_n(max_def as u8, n));
+                        }
+                        _ => {
+                            for j in start..end {
+                                if values.is_valid(j) {
+                                    let id = id_of(
+                                        &mut out.dictionary,
+                                        j - start,
+                                        values.value(j).as_bytes(),
+                                    );
+                                    out.ids.push(id);
+                                    out.def.push(max_def as u8);
+                                } else {
+                                    out.def.push(max_def as u8 - 1);
+                                    out.nulls += 1;
+                                }
                             }
                         }
                     }
+                    out.rep.push(0);
+                    out.rep.extend(std::iter::repeat_n(1, n - 1));
+                    last = Some((part, start, end, ids_start));
+                    out.row_ends
+                        .push((out.rep.len() as u32, out.ids.len() as u32));
                 }
-                out.rep.push(0);
-                out.rep.extend(std::iter::repeat_n(1, n - 1));
-                last = Some((start, end, ids_start));
-                out.row_ends
-                    .push((out.rep.len() as u32, out.ids.len() as u32));
             }
         }
     }
@@ -292,7 +366,7 @@ impl StringChunkWriter {
         props: &WriterProperties,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
-        let interned = intern(leaf, max_def);
+        let interned = intern(&leaf, max_def);
         let dictionary = &interned.dictionary;
         // A column of nulls only still gets its (empty) dictionary, as arrow-rs writes it.
         let use_dictionary = dictionary.page_bytes <= props.dictionary_page_size_limit();
