@@ -713,20 +713,7 @@ mod tests {
 
     use super::*;
     use crate::parquet_files::write_parquet;
-
-    /// xorshift64*: deterministic test data without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::test_support::Rng;
 
     const ROWS: usize = 100_000;
 
@@ -736,7 +723,7 @@ mod tests {
     /// rows of different lengths.
     fn batch() -> RecordBatch {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let long = |k: u64| format!("{}-é-{k}", "x".repeat(70));
+        let long = |k: usize| format!("{}-é-{k}", "x".repeat(70));
         let (mut runs, mut wide, mut longs, mut big, mut nulls) = (
             StringBuilder::new(),
             StringBuilder::new(),
@@ -756,7 +743,7 @@ mod tests {
             }
             wide.append_value(format!("{:x}", rng.below(70_000)));
             longs.append_value(long(rng.below(5)));
-            big.append_value(format!("{:040x}", rng.next()));
+            big.append_value(format!("{:040x}", rng.next_u64()));
             nulls.append_null();
             match rng.below(4) {
                 0 if i > 0 => {
