@@ -24,6 +24,7 @@ use arrow_array::{Array, ArrayRef, MapArray, StringArray};
 use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
+use parquet::bloom_filter::Sbbf;
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
@@ -513,11 +514,24 @@ impl StringChunkWriter {
                 props.statistics_truncate_length(),
             ));
         }
+        // The filter holds each distinct value once, as arrow-rs's would hold every value
+        // inserted, sized for the values the chunk really has.
+        let bloom_filter = match props.bloom_filter_properties(descr.path()) {
+            Some(bloom) => {
+                let ndv = dictionary.values.len().max(1) as u64;
+                let mut filter = Sbbf::new_with_ndv_fpp(ndv, bloom.fpp())?;
+                for value in &dictionary.values {
+                    filter.insert(*value);
+                }
+                Some(filter)
+            }
+            None => None,
+        };
         let close = ColumnCloseResult {
             bytes_written: compressed as u64,
             rows_written: interned.row_ends.len() as u64,
             metadata: builder.build()?,
-            bloom_filter: None,
+            bloom_filter,
             column_index: None,
             offset_index: Some(OffsetIndexMetaData {
                 page_locations: locations,
