@@ -1537,7 +1537,11 @@ mod tests {
                         col::START_TIME | col::END_TIME | col::DURATION_NS => Encoding::PLAIN,
                         _ => continue,
                     };
-                    assert!(encodings.contains(&want), "{}: {encodings:?}", c.column_path());
+                    assert!(
+                        encodings.contains(&want),
+                        "{}: {encodings:?}",
+                        c.column_path()
+                    );
                     assert_eq!(
                         c.dictionary_page_offset().is_some(),
                         want == Encoding::RLE_DICTIONARY,
