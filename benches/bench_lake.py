@@ -1,8 +1,10 @@
 """Lake ingest: durable ingest, Parquet files and Delta commits, in process, fsync on.
 
-For two kinds of requests of 8192 spans each, the decode benchmark's (random ids and values)
-and the realistic ones of the Parquet tests (5-10 spans per trace sharing trace ids,
-attribute values from small pools), ingests `--requests` distinct requests (generated from
+For three kinds of requests of 8192 spans each, the decode benchmark's (random ids and
+values), the realistic ones of the Parquet tests (5-10 spans per trace sharing trace ids,
+attribute values from small pools, start times spread over 8 hours a request), and the same
+realistic traces as a receiver gets them live (each request's spans within 10 s, requests
+following each other in time), ingests `--requests` distinct requests (generated from
 different seeds beforehand, so that no two compress against each other) through
 `LakeWriter` on one pinned core. Each ingest returns only once its WAL record is fsynced.
 A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
@@ -44,12 +46,18 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from bench_decode import make_traces  # noqa: E402
-from test_parquet_files import realistic_request  # noqa: E402
+from test_parquet_files import SECOND, T0, realistic_request  # noqa: E402
 
 from aftershock.errors import BusyError  # noqa: E402
 from aftershock.lake import LakeWriter, compact_table  # noqa: E402
 
 TARGET_SPANS_PER_S = 1_000_000
+#: Seconds of span start times in one "live" request: a Collector's batch processor sends
+#: spans within seconds of their end, so a receiver's requests follow each other in time.
+#: The plain realistic requests spread theirs over 8 hours each (and across midnight),
+#: which gives each flush about one rollup row for every three spans instead of a few
+#: hundred rows in all.
+LIVE_WINDOW_S = 10
 TARGET_BYTES_PER_SPAN = 30.0
 
 
@@ -142,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         (
             "realistic traces",
             [realistic_request(seed=i).SerializeToString() for i in range(n)],
+        ),
+        (
+            "realistic, live (10 s a request)",
+            [
+                realistic_request(
+                    seed=i, start_ns=T0 + i * LIVE_WINDOW_S * SECOND, window_s=LIVE_WINDOW_S
+                ).SerializeToString()
+                for i in range(n)
+            ],
         ),
     ]
     header = (

@@ -16,7 +16,9 @@ For each it prints acknowledged spans/s, receiver CPU seconds per million spans,
 Export latency, peak RSS, and RSS over time (flat under sustained overload is the goal).
 Target (issue 4): >= 500,000 spans/s per receiver core with fsync durability.
 
-Run: ``python benches/bench_receiver.py`` (``--seconds 10`` for a shorter run).
+Run: ``python benches/bench_receiver.py`` (``--seconds 10`` for a shorter run; ``--live`` for
+requests of spans within 10 s each, in time order, as a receiver gets them from a Collector,
+instead of 8 hours each).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from google.rpc import error_details_pb2, status_pb2
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from test_parquet_files import realistic_request  # noqa: E402
+from bench_lake import LIVE_WINDOW_S  # noqa: E402
+from test_parquet_files import SECOND, T0, realistic_request  # noqa: E402
 
 TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TARGET_SPANS_PER_S = 500_000
@@ -196,15 +199,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=16, help="distinct payloads replayed")
     p.add_argument("--core", type=int, default=0, help="core the receiver is pinned to")
     p.add_argument("--only", choices=("aftershock", "baseline"))
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="each request's spans within 10 s, requests in time order (see bench_lake.py)",
+    )
     args = p.parse_args(argv)
     cores = os.sched_getaffinity(0) - {args.core}
     if cores:
         os.sched_setaffinity(0, cores)
-    payloads = [realistic_request(seed=i).SerializeToString() for i in range(args.requests)]
+    payloads = [
+        realistic_request(
+            seed=i, start_ns=T0 + i * LIVE_WINDOW_S * SECOND, window_s=LIVE_WINDOW_S
+        ).SerializeToString()
+        if args.live
+        else realistic_request(seed=i).SerializeToString()
+        for i in range(args.requests)
+    ]
     size = statistics.mean(len(b) for b in payloads)
     zipped = statistics.mean(len(gzip_module.compress(b)) for b in payloads[:4])
     print(
-        f"payload: {SPANS_PER_REQUEST} spans, {size / 2**20:.2f} MiB "
+        f"payload: {SPANS_PER_REQUEST} spans{' (live)' if args.live else ''}, "
+        f"{size / 2**20:.2f} MiB "
         f"({zipped / 2**20:.2f} MiB gzipped); {args.streams} streams; "
         f"receiver pinned to core {args.core}; {args.seconds:.0f} s per run"
     )

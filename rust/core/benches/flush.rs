@@ -6,10 +6,10 @@
 //! `--flush-every` requests at a time into a temporary table directory, repeatedly, and
 //! prints µs per span and spans/s for the flush, best and median over the repetitions.
 //! With `--rollups`, each flush also aggregates its spans into `rollups` rows and writes
-//! those files, as the lake's flush does. With `--keep OUT`, the last repetition's files
+//! those files, as the lake's flush does (`--rollups-only`: only that, for profiling it). With `--keep OUT`, the last repetition's files
 //! stay in `OUT` (for comparing what two builds write) instead of being deleted.
 //!
-//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N] [--rollups] [--keep OUT]`
+//! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N] [--rollups | --rollups-only] [--keep OUT]`
 
 use std::time::Instant;
 
@@ -25,19 +25,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut dir = None;
-    let (mut flush_every, mut reps, mut rollups) = (4usize, 10usize, false);
+    let (mut flush_every, mut reps, mut rollups, mut spans_too) = (4usize, 10usize, false, true);
     let mut keep: Option<std::path::PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--flush-every" => flush_every = args.next().ok_or("--flush-every N")?.parse()?,
             "--reps" => reps = args.next().ok_or("--reps N")?.parse()?,
             "--rollups" => rollups = true,
+            "--rollups-only" => (rollups, spans_too) = (true, false),
             "--keep" => keep = Some(args.next().ok_or("--keep OUT")?.into()),
             _ => dir = Some(arg),
         }
     }
-    let dir =
-        dir.ok_or("usage: flush DIR [--flush-every N] [--reps N] [--rollups] [--keep OUT]")?;
+    let dir = dir.ok_or(
+        "usage: flush DIR [--flush-every N] [--reps N] [--rollups | --rollups-only] [--keep OUT]",
+    )?;
     let mut paths: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "pb"))
@@ -68,8 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         (bytes, rollup_bytes) = (0, 0);
         for group in batches.chunks(flush_every.max(1)) {
-            for f in write_data_files(&out, SPANS, group, &popts)? {
-                bytes += f.size;
+            if spans_too {
+                for f in write_data_files(&out, SPANS, group, &popts)? {
+                    bytes += f.size;
+                }
             }
             if rollups {
                 let mut r = Rollups::new();

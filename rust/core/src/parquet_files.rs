@@ -431,10 +431,13 @@ pub(crate) fn null_count(
 /// The row indices that sort `keys` (ascending, nulls first, the first key first): the
 /// order `lexsort_to_indices` gives, at a fraction of its cost. Each key is turned into
 /// an exact rank per row (0 for null; a string's rank among the column's distinct
-/// strings, an integer's distance from the column's minimum, plus one), and the ranks
-/// of a row are packed into one `u128` when they fit (they do for every layout: a
-/// flush spans seconds to hours, a few services and some thousand traces), so the sort
-/// compares single integers.
+/// strings, an integer's distance from the column's minimum, plus one).
+///
+/// When the ranks of all keys but the last pack into 32 bits (the layouts' leading keys
+/// are days, services and some thousand traces, or minutes and versions), rows are
+/// grouped by them with a radix sort, and only each group (a trace's few spans) is
+/// sorted by the last key. Otherwise the ranks of a row are packed into one `u128` when
+/// they fit, so the sort compares single integers.
 fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
     let rows = keys.first().map_or(0, |k| k.len());
     let ranks = keys.iter().map(ranks).collect::<Result<Vec<_>>>()?;
@@ -442,7 +445,36 @@ fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
         .iter()
         .map(|r| 128 - r.iter().max().copied().unwrap_or(0).leading_zeros())
         .collect();
-    let order: Vec<u32> = if bits.iter().sum::<u32>() <= 96 {
+    let leading_bits: u32 = bits.iter().rev().skip(1).sum();
+    let order: Vec<u32> = if keys.len() >= 2 && leading_bits <= 32 {
+        let (leading, last) = ranks.split_at(ranks.len() - 1);
+        let last = &last[0];
+        let groups: Vec<u32> = (0..rows)
+            .map(|row| {
+                leading
+                    .iter()
+                    .zip(&bits)
+                    .fold(0u128, |key, (r, &b)| (key << b) | r[row]) as u32
+            })
+            .collect();
+        let mut order = radix_order(&groups, leading_bits);
+        // Within a group rows are in input order, so a stable sort by the last key alone
+        // breaks its ties as the packed keys below do.
+        let mut start = 0;
+        while start < rows {
+            let group = groups[order[start] as usize];
+            let end = start
+                + order[start..]
+                    .iter()
+                    .take_while(|&&row| groups[row as usize] == group)
+                    .count();
+            if end - start > 1 {
+                order[start..end].sort_by_key(|&row| last[row as usize]);
+            }
+            start = end;
+        }
+        order
+    } else if bits.iter().sum::<u32>() <= 96 {
         // The row in the low 32 bits breaks ties as the tuple below does, and a sort of
         // plain u128 is cheaper than one of tuples.
         let mut packed: Vec<u128> = (0..rows)
@@ -480,6 +512,38 @@ fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
         order
     };
     Ok(UInt32Array::from(order))
+}
+
+/// The rows ordered by `keys` (each below `2^bits`), rows of equal keys in input order:
+/// a least-significant-digit radix sort in passes of at most 11 bits.
+fn radix_order(keys: &[u32], bits: u32) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+    if bits == 0 {
+        return order;
+    }
+    let passes = bits.div_ceil(11);
+    let width = bits.div_ceil(passes);
+    let mask = (1u32 << width) - 1;
+    let mut sorted = vec![0u32; keys.len()];
+    let mut starts = vec![0usize; 1 << width];
+    for pass in 0..passes {
+        let digit = |row: u32| ((keys[row as usize] >> (pass * width)) & mask) as usize;
+        starts.fill(0);
+        for &row in &order {
+            starts[digit(row)] += 1;
+        }
+        let mut sum = 0;
+        for start in starts.iter_mut() {
+            (*start, sum) = (sum, sum + *start);
+        }
+        for &row in &order {
+            let slot = &mut starts[digit(row)];
+            sorted[*slot] = row;
+            *slot += 1;
+        }
+        std::mem::swap(&mut order, &mut sorted);
+    }
+    order
 }
 
 /// Exact order-preserving ranks of a sort key's rows: 0 for null, 1.. for values.
@@ -522,7 +586,7 @@ where
 /// repeating the previous row's string (spans of one trace, records of one service)
 /// skip the hash lookup.
 fn string_ranks(strings: &StringArray) -> Vec<u128> {
-    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut ids: HashMap<&str, u32, ahash::RandomState> = HashMap::default();
     let mut row_ids: Vec<u32> = Vec::with_capacity(strings.len());
     let mut previous: Option<(&str, u32)> = None;
     for s in strings.iter() {
@@ -1301,7 +1365,7 @@ mod tests {
     use super::*;
     use crate::decode::{decode_logs, decode_traces, DecodeOptions};
     use crate::rollup::Rollups;
-    use crate::test_support::TempDir;
+    use crate::test_support::{Rng, TempDir};
 
     /// 2024-02-29T00:00:00Z: the day after is in March.
     const DAY0: u64 = 1_709_164_800_000_000_000;
@@ -1537,7 +1601,11 @@ mod tests {
                         col::START_TIME | col::END_TIME | col::DURATION_NS => Encoding::PLAIN,
                         _ => continue,
                     };
-                    assert!(encodings.contains(&want), "{}: {encodings:?}", c.column_path());
+                    assert!(
+                        encodings.contains(&want),
+                        "{}: {encodings:?}",
+                        c.column_path()
+                    );
                     assert_eq!(
                         c.dictionary_page_offset().is_some(),
                         want == Encoding::RLE_DICTIONARY,
@@ -1638,19 +1706,34 @@ mod tests {
         }
         // With the extremes of i64 the ranks need more than 128 bits (the comparator
         // path); clamped to 2^45 they pack into one u128 beside the row (97-128 bits), to
-        // 1000 into one u128 with the row in its low 32 bits.
-        for clamp in [i64::MAX, 1 << 45, 1000] {
+        // 1000 into one u128 with the row in its low 32 bits. With days 0-3 instead of the
+        // extremes of i32, and ints clamped to 1000, the keys before the last fit 32 bits
+        // (rows grouped by a radix sort, groups sorted by the last key), with a timestamp
+        // or (the first three keys only) a string last.
+        for (clamp, small_days, key_count) in [
+            (i64::MAX, false, 5),
+            (1 << 45, false, 5),
+            (1000, false, 5),
+            (1000, true, 5),
+            (1000, true, 3),
+            (1 << 45, true, 5),
+        ] {
             let ints: Vec<Option<i64>> = int_col
                 .iter()
                 .map(|v| v.map(|v| v.clamp(-clamp, clamp)))
                 .collect();
-            let keys: Vec<ArrayRef> = vec![
-                Arc::new(Int32Array::from(days_col.clone())),
+            let days: Vec<i32> = match small_days {
+                true => days_col.iter().map(|d| d.rem_euclid(4)).collect(),
+                false => days_col.clone(),
+            };
+            let mut keys: Vec<ArrayRef> = vec![
+                Arc::new(Int32Array::from(days)),
                 Arc::new(StringArray::from(few.clone())),
                 Arc::new(StringArray::from(many.clone())),
                 Arc::new(Int64Array::from(ints.clone())),
                 Arc::new(TimestampNanosecondArray::from(ints).with_timezone("UTC")),
             ];
+            keys.truncate(key_count);
             let sorted = |order: &UInt32Array| -> Vec<ArrayRef> {
                 keys.iter()
                     .map(|k| take(k.as_ref(), order, None).unwrap())
@@ -1670,6 +1753,24 @@ mod tests {
             assert_eq!(sorted(&sort_order(&keys).unwrap()), sorted(&want));
         }
         assert_eq!(sort_order(&[]).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn radix_order_is_a_stable_sort() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for bits in [0u32, 1, 5, 11, 12, 19, 23, 32] {
+            let keys: Vec<u32> = (0..3000)
+                .map(|_| match bits {
+                    0 => 0,
+                    32 => rng.next_u64() as u32,
+                    _ => (rng.next_u64() as u32) & ((1 << bits) - 1),
+                })
+                .collect();
+            let mut want: Vec<u32> = (0..keys.len() as u32).collect();
+            want.sort_by_key(|&row| keys[row as usize]);
+            assert_eq!(radix_order(&keys, bits), want, "{bits} bits");
+        }
+        assert!(radix_order(&[], 7).is_empty());
     }
 
     #[test]
