@@ -205,7 +205,7 @@ impl<'a> Dictionary<'a> {
                 break;
             }
             let id = (slot as u32).wrapping_sub(1);
-            if (slot >> 32) as u32 == hash && self.values[id as usize] == value {
+            if (slot >> 32) as u32 == hash && same_bytes(self.values[id as usize], value) {
                 return id;
             }
             at = (at + 1) & mask;
@@ -401,11 +401,18 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
             if max_def > 0 {
                 out.def = vec![1; rows];
             }
+            // What each run reads of its part, looked up once per part rather than per run
+            // (after the sort a run is a row or two).
+            let parts: Vec<_> = arrays
+                .iter()
+                .map(|a| {
+                    let nulls = a.nulls().filter(|n| n.null_count() > 0);
+                    (a.value_data(), a.value_offsets(), nulls)
+                })
+                .collect();
             for run in leaf.runs {
-                let array = arrays[run.batch];
-                let data = array.value_data();
-                let offsets = &array.value_offsets()[run.start..=run.start + run.len];
-                let nulls = array.nulls().filter(|n| n.null_count() > 0);
+                let (data, offsets, nulls) = parts[run.batch];
+                let offsets = &offsets[run.start..=run.start + run.len];
                 for (i, ends) in (run.start..).zip(offsets.windows(2)) {
                     let row = out.row_ends.len();
                     if nulls.is_some_and(|n| n.is_null(i)) {
@@ -784,7 +791,7 @@ fn levels(levels: &[u8], max: i16, out: &mut Vec<u8>) {
 /// value (1 to 32): a run of 8 or more equal values as one RLE run, the rest bit-packed in
 /// groups of 8 (the last group padded with zeros, which readers ignore: they know the
 /// count). A bit-packed run holds at most 63 groups, so that its header is one byte.
-fn rle_hybrid<T: Copy + Eq + Into<u32>>(values: &[T], width: u8, out: &mut Vec<u8>) {
+fn rle_hybrid<T: Packed>(values: &[T], width: u8, out: &mut Vec<u8>) {
     const MAX_GROUPS: usize = 63;
     let n = values.len();
     // A run of 8 or more starts at `i` exactly when the next 8 values are equal, so a run
@@ -831,15 +838,12 @@ fn all_equal<T: Copy + Eq>(block: &[T], v: T) -> bool {
 }
 
 /// Appends up to 8 values bit-packed with `width` bits each, zero-padded to 8.
-fn pack_group<T: Copy + Into<u32>>(group: &[T], width: u8, out: &mut Vec<u8>) {
+fn pack_group<T: Packed>(group: &[T], width: u8, out: &mut Vec<u8>) {
     let width = u32::from(width);
     if width <= 8 {
-        let pack =
-            |acc: u64, (k, &v): (usize, &T)| acc | (u64::from(v.into()) << (k as u32 * width));
-        // A whole group (all but maybe the last) has a fixed length, which unrolls.
         let acc = match group.first_chunk::<8>() {
-            Some(whole) => whole.iter().enumerate().fold(0, pack),
-            None => group.iter().enumerate().fold(0, pack),
+            Some(whole) => T::pack8(whole, width),
+            None => pack_shifted(group, width),
         };
         // All 8 bytes, then cut to `width`: a fixed-size copy rather than a `memcpy` call.
         out.extend_from_slice(&acc.to_le_bytes());
@@ -859,6 +863,35 @@ fn pack_group<T: Copy + Into<u32>>(group: &[T], width: u8, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&acc.to_le_bytes()[..(bits as usize).div_ceil(8)]);
     }
+}
+
+/// A value of the RLE / bit-packing hybrid encoding: a level (`u8`) or an id (`u32`).
+trait Packed: Copy + Eq + Into<u32> {
+    /// A whole group of values of `width` bits (at most 8) bit-packed, in the low `width`
+    /// bytes.
+    fn pack8(group: &[Self; 8], width: u32) -> u64 {
+        pack_shifted(group, width)
+    }
+}
+
+impl Packed for u32 {}
+
+impl Packed for u8 {
+    fn pack8(group: &[u8; 8], width: u32) -> u64 {
+        match width {
+            // Levels of 0 or 1, a map's repetition levels: read as one word, the multiply
+            // moves bit 0 of byte k to bit 56 + k (and nothing else there, nor carries).
+            1 => u64::from_le_bytes(*group).wrapping_mul(0x0102_0408_1020_4080) >> 56,
+            _ => pack_shifted(group, width),
+        }
+    }
+}
+
+/// Up to 8 values of `width` bits (at most 8) bit-packed, value by value.
+fn pack_shifted<T: Packed>(group: &[T], width: u32) -> u64 {
+    group.iter().enumerate().fold(0, |acc, (k, &v)| {
+        acc | (u64::from(v.into()) << (k as u32 * width))
+    })
 }
 
 fn uleb128(mut v: u64, out: &mut Vec<u8>) {
