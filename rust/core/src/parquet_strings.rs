@@ -17,7 +17,7 @@
 //! would pass the writer's dictionary page limit is written as PLAIN data pages instead
 //! (arrow-rs switches to PLAIN in the middle of such a chunk; here it is decided per chunk).
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, MapArray, StringArray};
@@ -158,37 +158,173 @@ fn entry_runs<'b>(maps: &'b [&MapArray], runs: &'b [Run]) -> impl Iterator<Item 
     })
 }
 
-/// A dictionary being built: each distinct value once, in first-seen order.
+/// A dictionary being built: each distinct value once, in first-seen order, and an index
+/// from value to id.
+///
+/// The index is an open-addressing table (linear probing, at most half full) of a value's
+/// 32-bit hash and id, rather than a `HashMap<&[u8], u32>`: a lookup compares bytes only
+/// with a value of the same hash (nearly always the value sought), and growing moves
+/// slots by their stored hash without hashing a value again. The hash is [`hash`], a few
+/// multiplies for the short strings of telemetry where ahash's fallback spends about as
+/// much again setting up and finishing.
 struct Dictionary<'a> {
-    index: HashMap<&'a [u8], u32, ahash::RandomState>,
+    /// A power of two of slots, each 0 (empty) or `hash << 32 | (id + 1)`.
+    slots: Vec<u64>,
+    /// Random per dictionary, so that values cannot be chosen to collide.
+    seed: u64,
     values: Vec<&'a [u8]>,
     /// Size of the PLAIN dictionary page: a 4-byte length and the bytes of each value.
     page_bytes: usize,
 }
 
 impl<'a> Dictionary<'a> {
+    /// Slots of a new dictionary: most chunks' columns have a handful of values.
+    const INITIAL_SLOTS: usize = 16;
+
     fn new() -> Self {
+        Self::with_seed(std::hash::RandomState::new().hash_one(0u64))
+    }
+
+    fn with_seed(seed: u64) -> Self {
         Dictionary {
-            index: HashMap::default(),
+            slots: vec![0; Self::INITIAL_SLOTS],
+            seed,
             values: Vec::new(),
             page_bytes: 0,
         }
     }
 
+    /// The id of `value`, added to the dictionary if it is not in it yet.
     fn intern(&mut self, value: &'a [u8]) -> u32 {
-        let next = self.values.len() as u32;
-        let id = *self.index.entry(value).or_insert(next);
-        if id == next {
-            self.values.push(value);
-            self.page_bytes += 4 + value.len();
+        let hash = hash(value, self.seed);
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                break;
+            }
+            let id = (slot as u32).wrapping_sub(1);
+            if (slot >> 32) as u32 == hash && same_bytes(self.values[id as usize], value) {
+                return id;
+            }
+            at = (at + 1) & mask;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(value);
+        self.page_bytes += 4 + value.len();
+        self.slots[at] = (u64::from(hash) << 32) | u64::from(id + 1);
+        if 2 * self.values.len() > self.slots.len() {
+            self.grow();
+        }
+        id
+    }
+
+    /// Doubles the table, each slot moved to where its stored hash leads in the new one.
+    fn grow(&mut self) {
+        let grown = vec![0; 2 * self.slots.len()];
+        let old = std::mem::replace(&mut self.slots, grown);
+        let mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|&slot| slot != 0) {
+            let mut at = (slot >> 32) as usize & mask;
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = slot;
+        }
+    }
+}
+
+/// A 32-bit hash of `bytes` keyed by `seed`: each 8-byte word (the last one overlapping
+/// the one before it when the length is not a multiple of 8; a shorter value as one
+/// word) is mixed in by a 64x64->128-bit multiply whose halves are folded together, so
+/// that every bit of the result, the low ones that pick a slot included, depends on every
+/// bit of the input.
+fn hash(bytes: &[u8], seed: u64) -> u32 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mix = |h: u64, word: u64| {
+        let product = u128::from(h ^ word) * u128::from(K);
+        (product as u64) ^ ((product >> 64) as u64)
+    };
+    let n = bytes.len();
+    let mut h = seed ^ (n as u64).wrapping_mul(K);
+    match bytes.last_chunk::<8>() {
+        Some(last) => {
+            // The whole words before the last one (the last byte is left out so that a
+            // length that is a multiple of 8 does not read its last word twice).
+            let (words, _) = bytes[..n - 1].as_chunks::<8>();
+            for word in words {
+                h = mix(h, u64::from_le_bytes(*word));
+            }
+            h = mix(h, u64::from_le_bytes(*last));
+        }
+        None => {
+            let word = match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+                (Some(first), Some(last)) => {
+                    u64::from(u32::from_le_bytes(*first))
+                        | (u64::from(u32::from_le_bytes(*last)) << 32)
+                }
+                _ => bytes
+                    .iter()
+                    .enumerate()
+                    .fold(0, |w, (k, &b)| w | (u64::from(b) << (8 * k))),
+            };
+            h = mix(h, word);
+        }
+    }
+    h as u32
+}
+
+/// The value and id at each position of the previous row (a flat column's rows have one
+/// position), compared with a value before the dictionary is searched for it.
+struct Previous<'a>(Vec<(&'a [u8], u32)>);
+
+impl<'a> Previous<'a> {
+    /// Positions within a row remembered; attribute maps longer than this hash their later
+    /// entries.
+    const POSITIONS: usize = 64;
+
+    /// The id of `value`, found at position `pos` of a row.
+    #[inline]
+    fn id_of(&mut self, dictionary: &mut Dictionary<'a>, pos: usize, value: &'a [u8]) -> u32 {
+        match self.0.get(pos) {
+            Some(&(last, id)) if same_bytes(last, value) => id,
+            _ => self.miss(dictionary, pos, value),
+        }
+    }
+
+    /// Out of line, so that the common case above stays small enough to be inlined.
+    #[inline(never)]
+    fn miss(&mut self, dictionary: &mut Dictionary<'a>, pos: usize, value: &'a [u8]) -> u32 {
+        let id = dictionary.intern(value);
+        if pos < self.0.len() {
+            self.0[pos] = (value, id);
+        } else if pos < Self::POSITIONS {
+            self.0.push((value, id));
         }
         id
     }
 }
 
-/// Positions within a row remembered for the previous-row comparison; attribute maps
-/// longer than this hash their later entries.
-const REMEMBERED_POSITIONS: usize = 64;
+/// `a == b`, inline for the short strings of telemetry: `==` calls `memcmp`, whose call
+/// and size dispatch cost more than comparing a value of up to 16 bytes as two words.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Two words that cover the value, overlapping when it is shorter than 16 (or 8) bytes.
+    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        (Some(a0), Some(b0)) if a.len() <= 16 => {
+            a0 == b0 && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        (Some(_), Some(_)) => a == b,
+        _ => match (a.first_chunk::<4>(), b.first_chunk::<4>()) {
+            (Some(a0), Some(b0)) => a0 == b0 && a.last_chunk::<4>() == b.last_chunk::<4>(),
+            _ => a == b,
+        },
+    }
+}
 
 /// A leaf's levels and dictionary indices, for the whole chunk.
 struct Interned<'a> {
@@ -204,6 +340,50 @@ struct Interned<'a> {
     nulls: u64,
 }
 
+impl Interned<'_> {
+    /// The end of the page of rows from `first`: up to `row_limit` rows, fewer if their
+    /// values would pass `byte_limit` (always at least one row). Values take `id_bytes`
+    /// each in a dictionary page, or their length and bytes when `None` (PLAIN).
+    fn page_end(
+        &self,
+        first: usize,
+        row_limit: usize,
+        byte_limit: usize,
+        id_bytes: Option<usize>,
+    ) -> usize {
+        let last = (first + row_limit).min(self.row_ends.len());
+        let values_start = match first {
+            0 => 0,
+            _ => self.row_ends[first - 1].1 as usize,
+        };
+        match id_bytes {
+            Some(id_bytes) => {
+                // The bytes of the rows from `first` to a row grow with the row: the rows
+                // that fit are a prefix, found by bisection rather than row by row.
+                let fits = |&(_, values_end): &(u32, u32)| {
+                    (values_end as usize - values_start) * id_bytes <= byte_limit
+                };
+                first + 1 + self.row_ends[first + 1..last].partition_point(fits)
+            }
+            None => {
+                let (mut bytes, mut values_end) = (0usize, values_start);
+                for end in first..last {
+                    let ids = &self.ids[values_end..self.row_ends[end].1 as usize];
+                    values_end += ids.len();
+                    bytes += ids
+                        .iter()
+                        .map(|&id| 4 + self.dictionary.values[id as usize].len())
+                        .sum::<usize>();
+                    if bytes > byte_limit && end > first {
+                        return end;
+                    }
+                }
+                last
+            }
+        }
+    }
+}
+
 fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
     let rows = leaf.len();
     let mut out = Interned {
@@ -214,66 +394,68 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
         row_ends: Vec::with_capacity(rows),
         nulls: 0,
     };
-    let mut previous: Vec<(&'a [u8], u32)> = Vec::new();
-    let mut id_of = |dictionary: &mut Dictionary<'a>, pos: usize, value: &'a [u8]| -> u32 {
-        if let Some(&(last, id)) = previous.get(pos) {
-            if last == value {
-                return id;
-            }
-        }
-        let id = dictionary.intern(value);
-        if pos < previous.len() {
-            previous[pos] = (value, id);
-        } else if pos < REMEMBERED_POSITIONS {
-            previous.push((value, id));
-        }
-        id
-    };
+    let mut previous = Previous(Vec::new());
     match &leaf.parts {
         Parts::Flat(arrays) => {
+            // One slot a row, defined unless it is null (one fill, not a push a row).
             if max_def > 0 {
-                out.def.reserve(rows);
+                out.def = vec![1; rows];
             }
+            // What each run reads of its part, looked up once per part rather than per run
+            // (after the sort a run is a row or two).
+            let parts: Vec<_> = arrays
+                .iter()
+                .map(|a| {
+                    let nulls = a.nulls().filter(|n| n.null_count() > 0);
+                    (a.value_data(), a.value_offsets(), nulls)
+                })
+                .collect();
             for run in leaf.runs {
-                let array = arrays[run.batch];
-                for i in run.start..run.start + run.len {
-                    if array.is_valid(i) {
-                        let id = id_of(&mut out.dictionary, 0, array.value(i).as_bytes());
-                        out.ids.push(id);
-                        if max_def > 0 {
-                            out.def.push(1);
-                        }
-                    } else {
-                        out.def.push(0);
+                let (data, offsets, nulls) = parts[run.batch];
+                let offsets = &offsets[run.start..=run.start + run.len];
+                for (i, ends) in (run.start..).zip(offsets.windows(2)) {
+                    let row = out.row_ends.len();
+                    if nulls.is_some_and(|n| n.is_null(i)) {
+                        out.def[row] = 0;
                         out.nulls += 1;
+                    } else {
+                        let value = &data[ends[0] as usize..ends[1] as usize];
+                        let id = previous.id_of(&mut out.dictionary, 0, value);
+                        out.ids.push(id);
                     }
-                    out.row_ends
-                        .push(((out.row_ends.len() + 1) as u32, out.ids.len() as u32));
+                    out.row_ends.push(((row + 1) as u32, out.ids.len() as u32));
                 }
             }
         }
         Parts::MapKeys(maps) | Parts::MapValues(maps) => {
             let strings: Vec<&StringArray> = maps.iter().map(|&m| leaf.map_strings(m)).collect();
             let entries: usize = entry_runs(maps, leaf.runs).map(|r| r.len).sum();
+            let max = max_def as u8;
             out.ids.reserve(entries);
-            out.def.reserve(entries + rows);
-            out.rep.reserve(entries + rows);
+            // A slot per entry and per empty map, so at most `entries + rows`. Each starts
+            // as a defined entry that continues its row; row starts, empty maps and null
+            // values are written over (one fill, not a push a slot) and the unused end is
+            // cut off.
+            out.rep = vec![1; entries + rows];
+            out.def = vec![max; entries + rows];
+            let mut level = 0;
             // The previous row: its part, its entries and the range of its ids.
             let mut last: Option<(usize, usize, usize, usize)> = None;
             for run in leaf.runs {
                 let part = run.batch;
                 let values = strings[part];
                 let (bytes, starts) = (values.value_data(), values.value_offsets());
+                let nulls = values.nulls().filter(|n| n.null_count() > 0);
                 let offsets = &maps[part].value_offsets()[run.start..=run.start + run.len];
                 for row in offsets.windows(2) {
                     let (start, end) = (row[0] as usize, row[1] as usize);
+                    out.rep[level] = 0;
                     if start == end {
                         // An empty map: one slot, defined only up to the map itself.
-                        out.rep.push(0);
-                        out.def.push(0);
+                        out.def[level] = 0;
                         out.nulls += 1;
-                        out.row_ends
-                            .push((out.rep.len() as u32, out.ids.len() as u32));
+                        level += 1;
+                        out.row_ends.push((level as u32, out.ids.len() as u32));
                         continue;
                     }
                     let n = end - start;
@@ -294,34 +476,27 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
                         }
                     });
                     match (same, last) {
-                        (true, Some((_, _, _, from))) => {
-                            out.ids.extend_from_within(from..from + n);
-                            out.def.extend(std::iter::repeat_n(max_def as u8, n));
-                        }
+                        (true, Some((_, _, _, from))) => out.ids.extend_from_within(from..from + n),
                         _ => {
-                            for j in start..end {
-                                if values.is_valid(j) {
-                                    let id = id_of(
-                                        &mut out.dictionary,
-                                        j - start,
-                                        values.value(j).as_bytes(),
-                                    );
-                                    out.ids.push(id);
-                                    out.def.push(max_def as u8);
-                                } else {
-                                    out.def.push(max_def as u8 - 1);
+                            for (k, j) in (start..end).enumerate() {
+                                if nulls.is_some_and(|nulls| nulls.is_null(j)) {
+                                    out.def[level + k] = max - 1;
                                     out.nulls += 1;
+                                } else {
+                                    let value = &bytes[starts[j] as usize..starts[j + 1] as usize];
+                                    let id = previous.id_of(&mut out.dictionary, k, value);
+                                    out.ids.push(id);
                                 }
                             }
                         }
                     }
-                    out.rep.push(0);
-                    out.rep.extend(std::iter::repeat_n(1, n - 1));
+                    level += n;
                     last = Some((part, start, end, ids_start));
-                    out.row_ends
-                        .push((out.rep.len() as u32, out.ids.len() as u32));
+                    out.row_ends.push((level as u32, out.ids.len() as u32));
                 }
             }
+            out.rep.truncate(level);
+            out.def.truncate(level);
         }
     }
     out
@@ -417,32 +592,11 @@ impl StringChunkWriter {
             props.data_page_row_count_limit().max(1),
             props.data_page_size_limit().max(1),
         );
+        let id_bytes = use_dictionary.then(|| usize::from(id_width).div_ceil(8));
         let (mut row, mut level, mut value) = (0usize, 0usize, 0usize);
         while row < interned.row_ends.len() {
-            // The rows of the next page: up to the row limit, fewer if their values
-            // would pass the byte limit (always at least one row).
             let first_row = row;
-            let mut bytes = 0usize;
-            let mut end = row;
-            while end < interned.row_ends.len() && end - first_row < row_limit {
-                let values_end = interned.row_ends[end].1 as usize;
-                let prev_values_end = match end {
-                    0 => 0,
-                    _ => interned.row_ends[end - 1].1 as usize,
-                };
-                let ids = &interned.ids[prev_values_end..values_end];
-                bytes += match use_dictionary {
-                    true => ids.len() * usize::from(id_width).div_ceil(8),
-                    false => ids
-                        .iter()
-                        .map(|&id| 4 + dictionary.values[id as usize].len())
-                        .sum::<usize>(),
-                };
-                if bytes > byte_limit && end > first_row {
-                    break;
-                }
-                end += 1;
-            }
+            let end = interned.page_end(first_row, row_limit, byte_limit, id_bytes);
             let (level_end, value_end) = interned.row_ends[end - 1];
             let (level_end, value_end) = (level_end as usize, value_end as usize);
 
@@ -637,50 +791,63 @@ fn levels(levels: &[u8], max: i16, out: &mut Vec<u8>) {
 /// value (1 to 32): a run of 8 or more equal values as one RLE run, the rest bit-packed in
 /// groups of 8 (the last group padded with zeros, which readers ignore: they know the
 /// count). A bit-packed run holds at most 63 groups, so that its header is one byte.
-fn rle_hybrid<T: Copy + Eq + Into<u32>>(values: &[T], width: u8, out: &mut Vec<u8>) {
+fn rle_hybrid<T: Packed>(values: &[T], width: u8, out: &mut Vec<u8>) {
     const MAX_GROUPS: usize = 63;
     let n = values.len();
-    // Where the open bit-packed run's header byte is, and how many groups it has.
-    let mut literal: Option<(usize, usize)> = None;
+    // A run of 8 or more starts at `i` exactly when the next 8 values are equal, so a run
+    // is measured only then, 8 values at a time while it lasts.
+    let run_at = |i: usize| i + 8 <= n && all_equal(&values[i..i + 8], values[i]);
     let mut i = 0;
     while i < n {
-        let v = values[i];
-        let mut j = i + 1;
-        while j < n && values[j] == v {
-            j += 1;
-        }
-        if j - i >= 8 {
-            literal = None;
+        if run_at(i) {
+            let v = values[i];
+            let mut j = i + 8;
+            while j + 8 <= n && all_equal(&values[j..j + 8], v) {
+                j += 8;
+            }
+            while j < n && values[j] == v {
+                j += 1;
+            }
             uleb128(((j - i) as u64) << 1, out);
             let bytes = usize::from(width).div_ceil(8);
             out.extend_from_slice(&v.into().to_le_bytes()[..bytes]);
             i = j;
         } else {
-            let (at, groups) = match literal {
-                Some((at, groups)) if groups < MAX_GROUPS => (at, groups),
-                _ => {
-                    out.push(0);
-                    (out.len() - 1, 0)
+            // A bit-packed run: groups of 8 until one starts a run, the values end or the
+            // header byte counts no more.
+            let header = out.len();
+            out.push(0);
+            let mut groups = 0;
+            loop {
+                pack_group(&values[i..(i + 8).min(n)], width, out);
+                groups += 1;
+                i += 8;
+                if groups == MAX_GROUPS || i >= n || run_at(i) {
+                    break;
                 }
-            };
-            let group = &values[i..(i + 8).min(n)];
-            pack_group(group, width, out);
-            out[at] = (((groups + 1) << 1) | 1) as u8;
-            literal = Some((at, groups + 1));
-            i += group.len();
+            }
+            out[header] = ((groups << 1) | 1) as u8;
         }
     }
 }
 
+/// Whether all of `block` equals `v`: every value compared, without stopping at the first
+/// difference, which lets the compiler compare them together.
+fn all_equal<T: Copy + Eq>(block: &[T], v: T) -> bool {
+    block.iter().fold(true, |all, &x| all & (x == v))
+}
+
 /// Appends up to 8 values bit-packed with `width` bits each, zero-padded to 8.
-fn pack_group<T: Copy + Into<u32>>(group: &[T], width: u8, out: &mut Vec<u8>) {
+fn pack_group<T: Packed>(group: &[T], width: u8, out: &mut Vec<u8>) {
     let width = u32::from(width);
     if width <= 8 {
-        let mut acc = 0u64;
-        for (k, &v) in group.iter().enumerate() {
-            acc |= u64::from(v.into()) << (k as u32 * width);
-        }
-        out.extend_from_slice(&acc.to_le_bytes()[..width as usize]);
+        let acc = match group.first_chunk::<8>() {
+            Some(whole) => T::pack8(whole, width),
+            None => pack_shifted(group, width),
+        };
+        // All 8 bytes, then cut to `width`: a fixed-size copy rather than a `memcpy` call.
+        out.extend_from_slice(&acc.to_le_bytes());
+        out.truncate(out.len() - 8 + width as usize);
     } else {
         let mut acc = 0u128;
         let mut bits = 0u32;
@@ -696,6 +863,35 @@ fn pack_group<T: Copy + Into<u32>>(group: &[T], width: u8, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&acc.to_le_bytes()[..(bits as usize).div_ceil(8)]);
     }
+}
+
+/// A value of the RLE / bit-packing hybrid encoding: a level (`u8`) or an id (`u32`).
+trait Packed: Copy + Eq + Into<u32> {
+    /// A whole group of values of `width` bits (at most 8) bit-packed, in the low `width`
+    /// bytes.
+    fn pack8(group: &[Self; 8], width: u32) -> u64 {
+        pack_shifted(group, width)
+    }
+}
+
+impl Packed for u32 {}
+
+impl Packed for u8 {
+    fn pack8(group: &[u8; 8], width: u32) -> u64 {
+        match width {
+            // Levels of 0 or 1, a map's repetition levels: read as one word, the multiply
+            // moves bit 0 of byte k to bit 56 + k (and nothing else there, nor carries).
+            1 => u64::from_le_bytes(*group).wrapping_mul(0x0102_0408_1020_4080) >> 56,
+            _ => pack_shifted(group, width),
+        }
+    }
+}
+
+/// Up to 8 values of `width` bits (at most 8) bit-packed, value by value.
+fn pack_shifted<T: Packed>(group: &[T], width: u32) -> u64 {
+    group.iter().enumerate().fold(0, |acc, (k, &v)| {
+        acc | (u64::from(v.into()) << (k as u32 * width))
+    })
 }
 
 fn uleb128(mut v: u64, out: &mut Vec<u8>) {
@@ -921,6 +1117,186 @@ mod tests {
         let wide: Vec<u32> = (0..8).map(|k| 0x1_0000 + k).collect();
         rle_hybrid(&wide, 17, &mut out);
         assert_eq!(out.len(), 1 + 17, "8 values of 17 bits are 17 bytes");
+    }
+
+    /// The dictionary gives each distinct value one id, in first-seen order, through
+    /// growth and full 32-bit hash collisions (among 300,000 values some pairs collide:
+    /// about n^2 / 2^33), with empty, short and long values.
+    #[test]
+    fn dictionary_ids_are_first_seen_order_through_growth_and_collisions() {
+        let mut rng = Rng(7);
+        let mut values: Vec<Vec<u8>> = vec![Vec::new(), b"a".to_vec(), b"ab".to_vec()];
+        for k in 0..300_000u64 {
+            let len = [1, 3, 4, 7, 8, 9, 15, 16, 17, 32, 70][rng.below(11)];
+            let mut v = format!("{k:x}-").into_bytes();
+            v.extend((0..len).map(|_| b'a' + rng.below(26) as u8));
+            values.push(v);
+        }
+        let seed = 0x1234_5678_9ABC_DEF0;
+        let mut hashes: Vec<u32> = values.iter().map(|v| hash(v, seed)).collect();
+        hashes.sort_unstable();
+        assert!(
+            hashes.windows(2).any(|w| w[0] == w[1]),
+            "the test has values whose hashes collide"
+        );
+
+        let mut dictionary = Dictionary::with_seed(seed);
+        for (k, v) in values.iter().enumerate() {
+            assert_eq!(dictionary.intern(v), k as u32);
+        }
+        // Again, in another order, and mixed with values not seen before.
+        for (k, v) in values.iter().enumerate().rev().step_by(3) {
+            assert_eq!(dictionary.intern(v), k as u32);
+        }
+        assert_eq!(dictionary.intern(b"not seen"), values.len() as u32);
+        assert_eq!(dictionary.values.len(), values.len() + 1);
+        assert_eq!(
+            dictionary.page_bytes,
+            values.iter().map(|v| 4 + v.len()).sum::<usize>() + 4 + 8
+        );
+        assert!(dictionary.slots.len() >= 2 * dictionary.values.len());
+    }
+
+    #[test]
+    fn hash_and_same_bytes_see_every_byte() {
+        let mut rng = Rng(11);
+        for len in 0..40 {
+            let a: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            assert_eq!(hash(&a, 1), hash(&a.clone(), 1));
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same_bytes(&a, &longer) && !same_bytes(&longer, &a));
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 1 << rng.below(8);
+                assert!(!same_bytes(&a, &b), "{len} bytes differing at {at}");
+                assert_ne!(hash(&a, 1), hash(&b, 1), "{len} bytes differing at {at}");
+            }
+        }
+    }
+
+    /// The encoding as written before runs were found 8 values at a time: value by value.
+    fn rle_hybrid_by_value<T: Copy + Eq + Into<u32>>(values: &[T], width: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = values.len();
+        let mut literal: Option<(usize, usize)> = None;
+        let mut i = 0;
+        while i < n {
+            let v = values[i];
+            let mut j = i + 1;
+            while j < n && values[j] == v {
+                j += 1;
+            }
+            if j - i >= 8 {
+                literal = None;
+                uleb128(((j - i) as u64) << 1, &mut out);
+                let bytes = usize::from(width).div_ceil(8);
+                out.extend_from_slice(&v.into().to_le_bytes()[..bytes]);
+                i = j;
+            } else {
+                let (at, groups) = match literal {
+                    Some((at, groups)) if groups < 63 => (at, groups),
+                    _ => {
+                        out.push(0);
+                        (out.len() - 1, 0)
+                    }
+                };
+                let group = &values[i..(i + 8).min(n)];
+                // Bit b of the group's `width` bytes is bit b % width of value b / width.
+                let width = usize::from(width);
+                let mut bytes = vec![0u8; width];
+                for b in 0..8 * width {
+                    let v = group.get(b / width).map_or(0, |&v| v.into());
+                    bytes[b / 8] |= (((v >> (b % width)) & 1) as u8) << (b % 8);
+                }
+                out.extend_from_slice(&bytes);
+                out[at] = (((groups + 1) << 1) | 1) as u8;
+                literal = Some((at, groups + 1));
+                i += group.len();
+            }
+        }
+        out
+    }
+
+    /// Random sequences of runs of random lengths (so runs of 8 start anywhere in a group
+    /// of 8, and bit-packed stretches pass 63 groups), as levels and as wide ids.
+    #[test]
+    fn rle_hybrid_matches_encoding_value_by_value() {
+        let mut rng = Rng(3);
+        for case in 0..3_000 {
+            let (max, longest) = match case % 4 {
+                0 => (1, 6),
+                1 => (2, 12),
+                2 => (3, 40),
+                _ => (1, 3),
+            };
+            let mut levels = Vec::new();
+            for _ in 0..rng.below(120) {
+                let v = rng.below(max + 1) as u8;
+                levels.extend(std::iter::repeat_n(v, 1 + rng.below(longest)));
+            }
+            // Rows of a map (0 then 1s) as repetition levels are.
+            if case % 4 == 3 {
+                levels
+                    .iter_mut()
+                    .for_each(|l| *l = u8::from(rng.below(6) != 0));
+            }
+            let width = bit_width(max as u32);
+            let mut out = Vec::new();
+            rle_hybrid(&levels, width, &mut out);
+            assert_eq!(
+                out,
+                rle_hybrid_by_value(&levels, width),
+                "levels {levels:?}"
+            );
+
+            let top = [1u32, 255, 256, 70_000, u32::MAX][case % 5];
+            let ids: Vec<u32> = levels
+                .iter()
+                .map(|&l| u32::from(l) * (top / 3) + (rng.below(2) as u32 & u32::from(l > 1)))
+                .collect();
+            let width = bit_width(ids.iter().copied().max().unwrap_or(0)).max(1);
+            out.clear();
+            rle_hybrid(&ids, width, &mut out);
+            assert_eq!(out, rle_hybrid_by_value(&ids, width), "ids {ids:?}");
+        }
+    }
+
+    /// Pages cut by bytes in a dictionary chunk (ids of one size, rows found by
+    /// bisection) end where the row-by-row count of a PLAIN chunk whose values are that
+    /// size would end them.
+    #[test]
+    fn dictionary_pages_end_where_counting_row_by_row_ends_them() {
+        let mut rng = Rng(5);
+        for _ in 0..500 {
+            let mut interned = Interned {
+                dictionary: Dictionary::new(),
+                ids: Vec::new(),
+                def: Vec::new(),
+                rep: Vec::new(),
+                row_ends: Vec::new(),
+                nulls: 0,
+            };
+            let value_len = rng.below(4);
+            interned.dictionary.intern(&b"abc"[..value_len]);
+            let (mut levels, mut values) = (0u32, 0u32);
+            for _ in 0..1 + rng.below(300) {
+                let n = rng.below(12) as u32;
+                levels += n.max(1);
+                values += n;
+                interned.row_ends.push((levels, values));
+            }
+            interned.ids = vec![0; values as usize];
+            let (row_limit, byte_limit) = (1 + rng.below(100), 1 + rng.below(200));
+            let mut first = 0;
+            while first < interned.row_ends.len() {
+                let end = interned.page_end(first, row_limit, byte_limit, Some(4 + value_len));
+                assert_eq!(end, interned.page_end(first, row_limit, byte_limit, None));
+                assert!(end > first);
+                first = end;
+            }
+        }
     }
 
     #[test]
