@@ -239,12 +239,13 @@ impl Utf8Column {
         }
         let nulls = self.finish_nulls();
         self.data.truncate(std::mem::take(&mut self.len));
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
+        let offsets = ScalarBuffer::from(std::mem::take(&mut self.offsets));
         let data = Buffer::from_vec(std::mem::take(&mut self.data));
         self.offsets.push(0);
         if let Some(a) = validated_string_array(&offsets, &data, &nulls) {
             return Ok(a);
         }
+        let offsets = OffsetBuffer::new(offsets);
         match StringArray::try_new(offsets.clone(), data.clone(), nulls.clone()) {
             Ok(a) => Ok(a),
             Err(_) => {
@@ -285,28 +286,44 @@ fn is_ascii(data: &[u8]) -> bool {
     seen.iter().chain(rest).fold(0, |s, &b| s | b) < 0x80
 }
 
-/// The `StringArray` of a finished [`Utf8Column`] if its text is valid: built
-/// without arrow validating it a second time. `None` (arrow's `try_new` then
-/// says what is wrong) if the text is not UTF-8 or the parts do not fit.
+/// Whether `offsets` never decrease. `&` rather than `&&`: without an early exit
+/// the comparisons compile to vector instructions, several offsets at a time.
+fn never_decrease(offsets: &[i32]) -> bool {
+    let next = offsets.get(1..).unwrap_or_default();
+    offsets
+        .iter()
+        .zip(next)
+        .fold(true, |rising, (a, b)| rising & (a <= b))
+}
+
+/// The `StringArray` of a finished [`Utf8Column`] if its parts are valid: built
+/// without arrow validating them a second time. `None` (arrow's constructors
+/// then say what is wrong) if the text is not UTF-8 or the parts do not fit.
 #[allow(unsafe_code)]
 fn validated_string_array(
-    offsets: &OffsetBuffer<i32>,
+    offsets: &ScalarBuffer<i32>,
     data: &Buffer,
     nulls: &Option<NullBuffer>,
 ) -> Option<StringArray> {
-    let rows = offsets.len() - 1;
+    let rows = offsets.len().checked_sub(1)?;
     let spans =
         offsets.first() == Some(&0) && offsets.last().copied() == i32::try_from(data.len()).ok();
-    if !spans || nulls.as_ref().is_some_and(|n| n.len() != rows) || !valid_utf8_at(offsets, data) {
+    if !spans
+        || !never_decrease(offsets)
+        || nulls.as_ref().is_some_and(|n| n.len() != rows)
+        || !valid_utf8_at(offsets, data)
+    {
         return None;
     }
-    // SAFETY: `new_unchecked` requires what `try_new` checks, all checked here:
-    // - offsets within `data`: `OffsetBuffer::new` checked that they never
-    //   decrease, and they run from 0 to `data.len()` (`spans`);
+    // SAFETY: the unchecked constructors require what `OffsetBuffer::new` and
+    // `StringArray::try_new` check, all checked here:
+    // - offsets not empty, never decreasing (`never_decrease`), from 0 to
+    //   `data.len()` (`spans`), so each value lies within `data`;
     // - a null buffer (if any) with one entry per row (checked above);
     // - every byte of `data` valid UTF-8 and every offset on a character
     //   boundary: `valid_utf8_at` read all of `data` and every offset.
-    Some(unsafe { StringArray::new_unchecked(offsets.clone(), data.clone(), nulls.clone()) })
+    let offsets = unsafe { OffsetBuffer::new_unchecked(offsets.clone()) };
+    Some(unsafe { StringArray::new_unchecked(offsets, data.clone(), nulls.clone()) })
 }
 
 /// Replaces invalid UTF-8 value by value, counting the values repaired.
@@ -1214,6 +1231,44 @@ mod tests {
         let got = col.finish(&mut stats).ok();
         assert_eq!(got, Some(StringArray::from(vec!["again"])));
         assert_eq!(stats.invalid_utf8, 1);
+    }
+
+    /// The checks before the unchecked constructors: parts that arrow's checked
+    /// constructors would take give their array; anything else gives `None`
+    /// (and the column goes through those constructors).
+    #[test]
+    fn validated_string_array_checks_the_parts() {
+        let nulls = |n: usize| Some(NullBuffer::new_null(n));
+        let cases = [
+            (b"abcdef".as_slice(), vec![0, 2, 2, 6], None, true),
+            (b"abcdef".as_slice(), vec![0, 2, 6], nulls(2), true),
+            ("aé".as_bytes(), vec![0, 1, 3], None, true),
+            (b"".as_slice(), vec![0], None, true),
+            (b"abcdef".as_slice(), vec![0, 3, 2, 6], None, false),
+            (b"abcdef".as_slice(), vec![1, 2, 6], None, false),
+            (b"abcdef".as_slice(), vec![0, 2, 7], None, false),
+            (b"abcdef".as_slice(), vec![0, 2, 6], nulls(3), false),
+            ("aé".as_bytes(), vec![0, 2, 3], None, false),
+            (b"a\xffb".as_slice(), vec![0, 1, 3], None, false),
+        ];
+        for (data, offsets, nulls, valid) in cases {
+            let got = validated_string_array(
+                &ScalarBuffer::from(offsets.clone()),
+                &Buffer::from_vec(data.to_vec()),
+                &nulls,
+            );
+            let want = valid.then(|| {
+                StringArray::try_new(
+                    OffsetBuffer::new(ScalarBuffer::from(offsets.clone())),
+                    Buffer::from_vec(data.to_vec()),
+                    nulls.clone(),
+                )
+                .ok()
+            });
+            assert_eq!(got, want.flatten(), "{data:?} {offsets:?}");
+        }
+        assert!(never_decrease(&[]) && never_decrease(&[5]) && never_decrease(&[0, 0, 1]));
+        assert!(!never_decrease(&[0, 2, 1, 3]));
     }
 
     /// More rows than the column was sized for, many of them NULL: the NULL list
