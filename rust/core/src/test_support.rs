@@ -4,6 +4,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+/// A protobuf length-delimited field (number below 16) holding `payload`.
+pub(crate) fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![field << 3 | 2];
+    let mut n = payload.len();
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(payload);
+    out
+}
+
 /// splitmix64: deterministic test data without a rand dependency.
 pub(crate) struct Rng(pub(crate) u64);
 

@@ -737,6 +737,7 @@ pub(crate) fn push_double(out: &mut String, x: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::ld;
 
     fn d(x: f64) -> String {
         let mut s = String::new();
@@ -832,18 +833,6 @@ mod tests {
         for &(bits, want) in cases::CASES {
             assert_eq!(d(f64::from_bits(bits)), want, "bits {bits:#x}");
         }
-    }
-
-    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![field << 3 | 2];
-        let mut n = payload.len();
-        while n >= 0x80 {
-            out.push(n as u8 | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-        out.extend_from_slice(payload);
-        out
     }
 
     /// What `append_value` gives, and what the general renderer gives.

@@ -456,12 +456,7 @@ impl<'a> SpanDecoder<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![field << 3 | 2, payload.len() as u8];
-        out.extend_from_slice(payload);
-        out
-    }
+    use crate::test_support::ld;
 
     fn request(span: &[u8]) -> Vec<u8> {
         ld(1, &ld(2, &ld(2, span)))
@@ -506,6 +501,72 @@ mod tests {
                     .is_err_and(|e| e.ends_with("scope_spans[0].scope)")),
                 "{got:?}"
             );
+        }
+    }
+
+    /// Invalid UTF-8 in any string of a span comes out repaired (U+FFFD) and
+    /// counted: the same batch as from a request that carried the repaired text,
+    /// for short values and long ones, one bad string at a time and all at once.
+    #[test]
+    fn invalid_utf8_in_every_span_string_is_repaired() {
+        let kv = |k: &[u8], v: &[u8]| [ld(1, k), ld(2, &ld(1, v))].concat();
+        // The strings, by position: trace_state, name, attribute key, short and long
+        // attribute values, status message, event name, event attribute value, link
+        // trace_state, link attribute key.
+        let span = |s: &[&[u8]; 10]| {
+            let time = [vec![0x09], 5u64.to_le_bytes().to_vec()].concat();
+            let event = [time, ld(2, s[6]), ld(3, &kv(b"ek", s[7]))].concat();
+            let link = [
+                ld(1, &[7; 16]),
+                ld(2, &[8; 8]),
+                ld(3, s[8]),
+                ld(4, &kv(s[9], b"lv")),
+            ]
+            .concat();
+            [
+                ld(1, &[1; 16]),
+                ld(2, &[2; 8]),
+                ld(3, s[0]),
+                ld(5, s[1]),
+                ld(9, &kv(s[2], b"v")),
+                ld(9, &kv(b"short", s[3])),
+                ld(9, &kv(b"long", s[4])),
+                ld(11, &event),
+                ld(13, &link),
+                ld(15, &ld(2, s[5])),
+            ]
+            .concat()
+        };
+        let long_good = b"z".repeat(60);
+        let long_bad = [b"x".repeat(40), vec![0xff], b"y".repeat(10)].concat();
+        let good: [&[u8]; 10] = [
+            b"ts", b"op", b"key", b"val", &long_good, b"msg", b"ev", b"eattr", b"lts", b"lkey",
+        ];
+        let bad: [&[u8]; 10] = [
+            b"t\xff", b"op\xc3", b"\xa9key", b"v\xffl", &long_bad, b"m\xc3g", b"\xffev", b"ea\xa9",
+            b"lt\xc3", b"lk\xff",
+        ];
+        let lossy: Vec<Vec<u8>> = bad
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned().into_bytes())
+            .collect();
+        let opts = DecodeOptions::default();
+        let decode = |s: &[&[u8]; 10]| {
+            decode_traces(&request(&span(s)), &opts)
+                .map(|d| (d.batch, d.stats.invalid_utf8))
+                .ok()
+        };
+        for i in 0..=bad.len() {
+            let (mut with, mut repaired) = (good, good);
+            let mut n = 0;
+            for j in (0..bad.len()).filter(|&j| j == i || i == bad.len()) {
+                with[j] = bad[j];
+                repaired[j] = &lossy[j];
+                n += 1;
+            }
+            let got = decode(&with);
+            assert!(got.is_some(), "string {i}");
+            assert_eq!(got, decode(&repaired).map(|(b, _)| (b, n)), "string {i}");
         }
     }
 
