@@ -221,6 +221,9 @@ impl<'a> Dictionary<'a> {
     }
 
     /// Doubles the table, each slot moved to where its stored hash leads in the new one.
+    /// Out of line: rare, and it would crowd the lookup's registers.
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         let grown = vec![0; 2 * self.slots.len()];
         let old = std::mem::replace(&mut self.slots, grown);
@@ -413,6 +416,18 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
             for run in leaf.runs {
                 let (data, offsets, nulls) = parts[run.batch];
                 let offsets = &offsets[run.start..=run.start + run.len];
+                if nulls.is_none() {
+                    // The common case, without a null check a row (other parts may have
+                    // nulls: a row's slot is its position, not its value's).
+                    for ends in offsets.windows(2) {
+                        let value = &data[ends[0] as usize..ends[1] as usize];
+                        let id = previous.id_of(&mut out.dictionary, 0, value);
+                        out.ids.push(id);
+                        let row = out.row_ends.len();
+                        out.row_ends.push(((row + 1) as u32, out.ids.len() as u32));
+                    }
+                    continue;
+                }
                 for (i, ends) in (run.start..).zip(offsets.windows(2)) {
                     let row = out.row_ends.len();
                     if nulls.is_some_and(|n| n.is_null(i)) {
