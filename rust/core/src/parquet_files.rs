@@ -30,7 +30,7 @@ use arrow_select::take::take;
 use chrono::DateTime;
 use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
 use parquet::file::properties::{BloomFilterProperties, EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -129,11 +129,6 @@ struct Layout {
     /// a dictionary would hold every value once more, and zstd packs them better without
     /// it (38 -> 32 bytes per span on a realistic payload).
     plain: &'static [&'static str],
-    /// Of the `plain` columns, the ids (hex text of one length): written
-    /// DELTA_LENGTH_BYTE_ARRAY, their lengths delta-packed to a few bytes a page and their
-    /// bytes in one run, so zstd reads 16 rather than 20 bytes a span id. On the realistic
-    /// flush bench: 27.8 -> 27.3 B/span and 2% fewer instructions.
-    delta_lengths: &'static [&'static str],
 }
 
 fn layout(table: &str) -> Result<Layout> {
@@ -155,14 +150,12 @@ fn layout(table: &str) -> Result<Layout> {
                 col::END_TIME,
                 col::DURATION_NS,
             ],
-            delta_lengths: &[col::SPAN_ID, col::PARENT_SPAN_ID],
         },
         LOGS => Layout {
             schema: schema::logs_schema(),
             day_from: &[col::TIME, col::OBSERVED_TIME],
             sort_by: &[col::SERVICE_NAME, col::TIME],
             plain: &[col::TIME, col::OBSERVED_TIME, col::SPAN_ID],
-            delta_lengths: &[col::SPAN_ID],
         },
         ROLLUPS => Layout {
             schema: schema::rollups_schema(),
@@ -182,7 +175,6 @@ fn layout(table: &str) -> Result<Layout> {
                 rollup_col::DURATION_MIN_NS,
                 rollup_col::DURATION_MAX_NS,
             ],
-            delta_lengths: &[],
         },
         other => {
             return Err(ArrowError::InvalidArgumentError(format!(
@@ -903,10 +895,6 @@ fn writer_properties(
     for name in layout.plain {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*name), false);
     }
-    for name in layout.delta_lengths {
-        props =
-            props.set_column_encoding(ColumnPath::from(*name), Encoding::DELTA_LENGTH_BYTE_ARRAY);
-    }
     // Min/max of attribute keys and values, event and link fields, cost a tenth of the
     // write (a string comparison per value) and prune nothing: no engine pushes a filter
     // on a map value or list element down to Parquet statistics.
@@ -1366,6 +1354,7 @@ mod tests {
     use crate::decode::{decode_logs, decode_traces, DecodeOptions};
     use crate::rollup::Rollups;
     use crate::test_support::{Rng, TempDir};
+    use parquet::basic::Encoding;
 
     /// 2024-02-29T00:00:00Z: the day after is in March.
     const DAY0: u64 = 1_709_164_800_000_000_000;
@@ -1592,13 +1581,17 @@ mod tests {
                 assert!(rg_meta.column(trace_col).statistics().is_some());
                 assert_eq!(rg_meta.sorting_columns().unwrap().len(), 3);
                 // The encodings `layout` picks: trace ids through a dictionary, span ids
-                // as delta lengths, times as they are.
+                // and times as they are. (`DELTA_LENGTH_BYTE_ARRAY` span ids were smaller,
+                // but Spark's vectorized reader refused that encoding before 3.4.)
                 for c in rg_meta.columns() {
                     let encodings: Vec<Encoding> = c.encodings().collect();
                     let want = match c.column_path().string().as_str() {
                         col::TRACE_ID => Encoding::RLE_DICTIONARY,
-                        col::SPAN_ID | col::PARENT_SPAN_ID => Encoding::DELTA_LENGTH_BYTE_ARRAY,
-                        col::START_TIME | col::END_TIME | col::DURATION_NS => Encoding::PLAIN,
+                        col::SPAN_ID
+                        | col::PARENT_SPAN_ID
+                        | col::START_TIME
+                        | col::END_TIME
+                        | col::DURATION_NS => Encoding::PLAIN,
                         _ => continue,
                     };
                     assert!(
