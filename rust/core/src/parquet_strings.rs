@@ -1269,7 +1269,11 @@ mod tests {
             let top = [1u32, 255, 256, 70_000, u32::MAX][case % 5];
             let ids: Vec<u32> = levels
                 .iter()
-                .map(|&l| u32::from(l) * (top / 3) + (rng.below(2) as u32 & u32::from(l > 1)))
+                .map(|&l| {
+                    // Up to `top` itself: saturating where 3 * (u32::MAX / 3) + 1 would not fit.
+                    (u32::from(l) * (top / 3))
+                        .saturating_add(rng.below(2) as u32 & u32::from(l > 1))
+                })
                 .collect();
             let width = bit_width(ids.iter().copied().max().unwrap_or(0)).max(1);
             out.clear();
