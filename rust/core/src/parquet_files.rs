@@ -437,18 +437,18 @@ fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
         .iter()
         .map(|r| 128 - r.iter().max().copied().unwrap_or(0).leading_zeros())
         .collect();
+    // A row's ranks of `ranks`, each in its `bits`, packed first key highest.
+    let pack = |ranks: &[Vec<u128>], row: usize| {
+        ranks
+            .iter()
+            .zip(&bits)
+            .fold(0u128, |key, (r, &b)| (key << b) | r[row])
+    };
     let leading_bits: u32 = bits.iter().rev().skip(1).sum();
     let order: Vec<u32> = if keys.len() >= 2 && leading_bits <= 32 {
         let (leading, last) = ranks.split_at(ranks.len() - 1);
         let last = &last[0];
-        let groups: Vec<u32> = (0..rows)
-            .map(|row| {
-                leading
-                    .iter()
-                    .zip(&bits)
-                    .fold(0u128, |key, (r, &b)| (key << b) | r[row]) as u32
-            })
-            .collect();
+        let groups: Vec<u32> = (0..rows).map(|row| pack(leading, row) as u32).collect();
         let mut order = radix_order(&groups, leading_bits);
         // Within a group rows are in input order, so a stable sort by the last key alone
         // breaks its ties as the packed keys below do.
@@ -470,25 +470,13 @@ fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
         // The row in the low 32 bits breaks ties as the tuple below does, and a sort of
         // plain u128 is cheaper than one of tuples.
         let mut packed: Vec<u128> = (0..rows)
-            .map(|row| {
-                let key = ranks
-                    .iter()
-                    .zip(&bits)
-                    .fold(0u128, |key, (r, &b)| (key << b) | r[row]);
-                (key << 32) | row as u128
-            })
+            .map(|row| (pack(&ranks, row) << 32) | row as u128)
             .collect();
         packed.sort_unstable();
         packed.into_iter().map(|key| key as u32).collect()
     } else if bits.iter().sum::<u32>() <= 128 {
         let mut packed: Vec<(u128, u32)> = (0..rows)
-            .map(|row| {
-                let key = ranks
-                    .iter()
-                    .zip(&bits)
-                    .fold(0u128, |key, (r, &b)| (key << b) | r[row]);
-                (key, row as u32)
-            })
+            .map(|row| (pack(&ranks, row), row as u32))
             .collect();
         packed.sort_unstable();
         packed.into_iter().map(|(_, row)| row).collect()
