@@ -28,7 +28,7 @@ use arrow_schema::{ArrowError, DataType, Fields, SchemaRef, TimeUnit};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take;
 use chrono::DateTime;
-use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
@@ -983,10 +983,18 @@ fn write_rows<W: Write + Send>(
 ) -> Result<ParquetMetaData> {
     let schema = Arc::clone(&sorted.schema);
     let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    // arrow-rs makes a zstd compressor and decompressor for every column writer it
+    // creates, one per leaf and row group, whether or not the writer writes anything
+    // (the string leaves are written here). Its writers are made with no codec on the
+    // leaves the string writer takes; should one of those fall back to arrow-rs in some
+    // row group, its writer comes from a second factory with `props` as they are.
+    let stripped = without_string_codecs(&props, &schema)?;
     let (mut writer, arrow_writers) =
-        ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
+        ArrowWriter::try_new(out, Arc::clone(&schema), Some(stripped.clone()))?
+            .into_serialized_writer()?;
     let parquet_schema = writer.schema_descr().clone();
-    let props = Arc::clone(writer.properties());
+    let mut fallback: Option<ArrowRowGroupWriterFactory> = None;
+    let props = Arc::new(props);
     let mut strings = StringChunkWriter::new();
     let mut start = 0;
     while start < sorted.num_rows() {
@@ -1003,6 +1011,7 @@ fn write_rows<W: Write + Send>(
         start += len;
         let index = writer.flushed_row_groups().len();
         let mut column_writers = arrow_writers.create_column_writers(index)?.into_iter();
+        let mut fallback_writers: Vec<Option<ArrowColumnWriter>> = Vec::new();
         let mut row_group = writer.next_row_group()?;
         let mut leaf = 0;
         for (i, field) in schema.fields().iter().enumerate() {
@@ -1031,9 +1040,42 @@ fn write_rows<W: Write + Send>(
                         }
                     };
                     for l in compute_leaves(field, &column)? {
-                        let mut w = column_writers.next().ok_or_else(|| {
+                        let stripped_writer = column_writers.next().ok_or_else(|| {
                             ArrowError::SchemaError(format!("no Parquet leaf for {}", field.name()))
                         })?;
+                        let path = parquet_schema.column(leaf).path().clone();
+                        let mut w = if stripped.compression(&path) == props.compression(&path) {
+                            stripped_writer
+                        } else {
+                            if fallback_writers.is_empty() {
+                                let factory = match &mut fallback {
+                                    Some(f) => f,
+                                    slot => slot.insert(
+                                        ArrowWriter::try_new(
+                                            std::io::sink(),
+                                            Arc::clone(&schema),
+                                            Some(WriterProperties::clone(&props)),
+                                        )?
+                                        .into_serialized_writer()?
+                                        .1,
+                                    ),
+                                };
+                                fallback_writers = factory
+                                    .create_column_writers(index)?
+                                    .into_iter()
+                                    .map(Some)
+                                    .collect();
+                            }
+                            fallback_writers
+                                .get_mut(leaf)
+                                .and_then(Option::take)
+                                .ok_or_else(|| {
+                                    ArrowError::SchemaError(format!(
+                                        "no Parquet leaf for {}",
+                                        field.name()
+                                    ))
+                                })?
+                        };
                         w.write(&l)?;
                         w.close()?.append_to_row_group(&mut row_group)?;
                         leaf += 1;
@@ -1044,6 +1086,26 @@ fn write_rows<W: Write + Send>(
         row_group.close()?;
     }
     Ok(writer.close()?)
+}
+
+/// `props` with no compression on the leaves [`StringChunkWriter`] would write (the
+/// string leaves of dictionary-encoded columns), for creating arrow-rs's column writers
+/// only: the string writer reads the codec from `props` itself.
+fn without_string_codecs(props: &WriterProperties, schema: &SchemaRef) -> Result<WriterProperties> {
+    let mut stripped = props.clone().into_builder();
+    for leaf in ArrowSchemaConverter::new().convert(schema)?.columns() {
+        let root = &leaf.path().parts()[0];
+        let Ok(field) = schema.field_with_name(root) else {
+            continue;
+        };
+        if StringLeaf::encodes(field.data_type())
+            && StringChunkWriter::writes_leaf(leaf.path(), props)
+        {
+            stripped =
+                stripped.set_column_compression(leaf.path().clone(), Compression::UNCOMPRESSED);
+        }
+    }
+    Ok(stripped.build())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

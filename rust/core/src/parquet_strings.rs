@@ -34,7 +34,7 @@ use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation}
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::ColumnDescPtr;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use crate::error::Result;
 use crate::parquet_files::{null_count, Run};
@@ -540,12 +540,17 @@ impl StringChunkWriter {
         descr: &ColumnDescPtr,
         props: &WriterProperties,
     ) -> bool {
-        props.dictionary_enabled(descr.path())
+        Self::writes_leaf(descr.path(), props) && leaf.fits(descr)
+    }
+
+    /// Whether a string leaf at `path` is one this module writes under `props` (when its
+    /// levels fit): dictionary-encoded, with a codec it knows.
+    pub(crate) fn writes_leaf(path: &ColumnPath, props: &WriterProperties) -> bool {
+        props.dictionary_enabled(path)
             && matches!(
-                props.compression(descr.path()),
+                props.compression(path),
                 Compression::ZSTD(_) | Compression::UNCOMPRESSED
             )
-            && leaf.fits(descr)
     }
 
     /// Encodes `leaf` as the column chunk `descr`: its bytes, starting with the first page,
@@ -1114,6 +1119,46 @@ mod tests {
             "PLAIN pages are cut by size: {}",
             pages.len()
         );
+    }
+
+    #[test]
+    fn string_leaves_arrow_rs_writes_keep_their_codec() {
+        // A nullable map with null rows is not this module's to write (`StringLeaf::leaves`):
+        // arrow-rs writes it, compressed as `props` say, although the writers arrow-rs made
+        // for the leaves this module takes have no codec.
+        let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for i in 0..1000 {
+            if i % 7 == 0 {
+                map.append(false).unwrap();
+                continue;
+            }
+            map.keys().append_value(format!("key.{}", i % 3));
+            map.values().append_value(format!("value {}", i % 11));
+            map.append(true).unwrap();
+        }
+        let map = map.finish();
+        let words: StringArray = (0..1000)
+            .map(|i| Some(format!("word {}", i % 13)))
+            .collect();
+        let schema = Schema::new(vec![
+            Field::new("words", DataType::Utf8, false),
+            Field::new("maybe", map.data_type().clone(), true),
+        ]);
+        let batch =
+            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(words), Arc::new(map)]).unwrap();
+        let mut file = Vec::new();
+        let meta = write_parquet(&mut file, &batch, props()).unwrap();
+        assert_eq!(read(&file, None), batch);
+        let columns = meta.row_group(0).columns();
+        assert_eq!(columns.len(), 3);
+        for c in columns {
+            assert!(
+                matches!(c.compression(), Compression::ZSTD(_)),
+                "{} is {}",
+                c.column_path(),
+                c.compression()
+            );
+        }
     }
 
     #[test]
