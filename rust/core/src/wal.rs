@@ -302,13 +302,16 @@ impl Wal {
     /// durable as the log's [`Durability`] promises. Errors from I/O leave the
     /// log consistent; [`crate::Error::is_retryable`] tells which ones may pass later.
     pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64> {
-        let mut record = encode(kind, payload)?;
+        // The header is written in front of the caller's bytes rather than copied together
+        // with them: a request can be tens of MiB.
+        let mut header = encode(kind, payload)?;
+        let record_len = (HEADER + payload.len()) as u64;
         let mut st = self.lock();
         loop {
             if let Some(cause) = &st.poisoned {
                 return Err(WalError::Poisoned(cause.clone()).into());
             }
-            let fits = st.active.len + record.len() as u64 <= self.segment_bytes;
+            let fits = st.active.len + record_len <= self.segment_bytes;
             if st.active.len == 0 || fits {
                 break;
             }
@@ -323,7 +326,7 @@ impl Wal {
                 self.rotate(&mut st)?;
             }
         }
-        let seq = self.write(&mut st, &mut record)?;
+        let seq = self.write(&mut st, &mut header, payload)?;
         if self.durability == Durability::Os {
             return Ok(seq);
         }
@@ -400,15 +403,15 @@ impl Wal {
 
     /// Writes `record` at the end of the active segment under the next sequence
     /// number, which it stamps into the header.
-    fn write(&self, st: &mut State, record: &mut [u8]) -> Result<u64> {
+    fn write(&self, st: &mut State, header: &mut [u8; HEADER], payload: &[u8]) -> Result<u64> {
         let seq = st.next_seq;
-        stamp(record, seq);
+        stamp(header, seq);
         let at = st.active.len;
-        if let Err(e) = self.write_at(&st.active.file, at, record) {
+        if let Err(e) = self.write_at(&st.active.file, at, header, payload) {
             self.cut(st, at);
             return Err(e.into());
         }
-        st.active.len += record.len() as u64;
+        st.active.len += (HEADER + payload.len()) as u64;
         st.next_seq += 1;
         st.appends += 1;
         Ok(seq)
@@ -501,12 +504,13 @@ impl Wal {
         }
     }
 
-    fn write_at(&self, file: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
+    fn write_at(&self, file: &File, at: u64, header: &[u8], payload: &[u8]) -> io::Result<()> {
         let mut file = file;
         file.seek(SeekFrom::Start(at))?;
         #[cfg(test)]
-        self.faults.on_write(file, bytes)?;
-        file.write_all(bytes)
+        self.faults.on_write(file, header, payload)?;
+        file.write_all(header)?;
+        file.write_all(payload)
     }
 
     fn sync(&self, file: &File) -> io::Result<()> {
@@ -682,9 +686,10 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// A record with everything but its sequence number, which is only known under
-/// the lock; the payload checksum, the costly part, is computed before it.
-fn encode(kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
+/// The header of a record of `payload`, with everything but its sequence number (and the
+/// header's own checksum), which are only known under the lock; the payload checksum, the
+/// costly part, is computed before it. The payload is written after it as it is.
+fn encode(kind: u8, payload: &[u8]) -> Result<[u8; HEADER]> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|&len| len as usize <= MAX_PAYLOAD)
@@ -692,20 +697,17 @@ fn encode(kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
             len: payload.len(),
             max: MAX_PAYLOAD,
         })?;
-    let mut record = Vec::with_capacity(HEADER + payload.len());
-    record.extend_from_slice(&[0; 4]);
-    record.extend_from_slice(&[MAGIC, VERSION, kind, 0]);
-    record.extend_from_slice(&len.to_le_bytes());
-    record.extend_from_slice(&[0; 8]);
-    record.extend_from_slice(&crc32c(payload).to_le_bytes());
-    record.extend_from_slice(payload);
-    Ok(record)
+    let mut header = [0u8; HEADER];
+    header[4..8].copy_from_slice(&[MAGIC, VERSION, kind, 0]);
+    header[8..12].copy_from_slice(&len.to_le_bytes());
+    header[20..24].copy_from_slice(&crc32c(payload).to_le_bytes());
+    Ok(header)
 }
 
-fn stamp(record: &mut [u8], seq: u64) {
-    record[12..20].copy_from_slice(&seq.to_le_bytes());
-    let crc = crc32c(&record[4..HEADER]);
-    record[0..4].copy_from_slice(&crc.to_le_bytes());
+fn stamp(header: &mut [u8], seq: u64) {
+    header[12..20].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c(&header[4..HEADER]);
+    header[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// One `io::Error` per caller that shared a failed sync, same kind and message.
@@ -837,11 +839,19 @@ mod tests {
 
     impl Faults {
         /// A disk that fills up halfway through the record.
-        pub(super) fn on_write(&self, mut file: &File, bytes: &[u8]) -> io::Result<()> {
+        /// A failing write leaves the first half of the record behind, as a disk that
+        /// fills up mid-write does.
+        pub(super) fn on_write(
+            &self,
+            mut file: &File,
+            header: &[u8],
+            payload: &[u8],
+        ) -> io::Result<()> {
             if !self.write.load(Relaxed) {
                 return Ok(());
             }
-            file.write_all(&bytes[..bytes.len() / 2])?;
+            let record = [header, payload].concat();
+            file.write_all(&record[..record.len() / 2])?;
             Err(io::ErrorKind::StorageFull.into())
         }
 
