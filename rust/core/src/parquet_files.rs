@@ -58,6 +58,14 @@ pub struct ParquetOptions {
     /// whole flush than level 3 (its smaller match tables suit pages of a few hundred KB);
     /// level 9 compresses a few percent better at several times the cost.
     pub zstd_level: i32,
+    /// zstd level of the columns of random ids (`Layout::random_ids`): the hex of random
+    /// bytes has no repeats for zstd's match search to find, only the 4 bits of entropy a
+    /// character that its entropy coder packs at any level. On the realistic flush bench,
+    /// level 1 writes span ids in 8.99 B/span as level 2 does, and parent ids in 1.43
+    /// against 1.46 (28.2 instead of 28.3 B/span in all), with 0.5% fewer instructions for
+    /// the whole flush. (Times are another matter: start times, sorted within each trace,
+    /// take 5.35 B/span at level 1 against 3.85 at level 2.)
+    pub id_zstd_level: i32,
     /// Rows per row group: large enough for good compression, small enough that a
     /// reader skipping by statistics or bloom filter skips something.
     pub row_group_rows: usize,
@@ -69,6 +77,7 @@ impl Default for ParquetOptions {
     fn default() -> Self {
         ParquetOptions {
             zstd_level: 2,
+            id_zstd_level: 1,
             row_group_rows: 128 * 1024,
             bloom_filter_fpp: 0.01,
         }
@@ -129,6 +138,9 @@ struct Layout {
     /// a dictionary would hold every value once more, and zstd packs them better without
     /// it (38 -> 32 bytes per span on a realistic payload).
     plain: &'static [&'static str],
+    /// Columns of random ids written without a dictionary (a subset of `plain`),
+    /// compressed at `ParquetOptions::id_zstd_level`.
+    random_ids: &'static [&'static str],
 }
 
 fn layout(table: &str) -> Result<Layout> {
@@ -150,12 +162,14 @@ fn layout(table: &str) -> Result<Layout> {
                 col::END_TIME,
                 col::DURATION_NS,
             ],
+            random_ids: &[col::SPAN_ID, col::PARENT_SPAN_ID],
         },
         LOGS => Layout {
             schema: schema::logs_schema(),
             day_from: &[col::TIME, col::OBSERVED_TIME],
             sort_by: &[col::SERVICE_NAME, col::TIME],
             plain: &[col::TIME, col::OBSERVED_TIME, col::SPAN_ID],
+            random_ids: &[col::SPAN_ID],
         },
         ROLLUPS => Layout {
             schema: schema::rollups_schema(),
@@ -175,6 +189,7 @@ fn layout(table: &str) -> Result<Layout> {
                 rollup_col::DURATION_MIN_NS,
                 rollup_col::DURATION_MAX_NS,
             ],
+            random_ids: &[],
         },
         other => {
             return Err(ArrowError::InvalidArgumentError(format!(
@@ -882,6 +897,10 @@ fn writer_properties(
         ]));
     for name in layout.plain {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+    }
+    let id_codec = Compression::ZSTD(ZstdLevel::try_new(opts.id_zstd_level)?);
+    for name in layout.random_ids {
+        props = props.set_column_compression(ColumnPath::from(*name), id_codec);
     }
     // Min/max of attribute keys and values, event and link fields, cost a tenth of the
     // write (a string comparison per value) and prune nothing: no engine pushes a filter
