@@ -12,6 +12,7 @@ mod wire;
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
+use arrow_buffer::ScalarBuffer;
 
 use columns::{Entries, ResourceCtx, ScopeCtx};
 pub use json::{decode_logs_json, decode_traces_json};
@@ -71,11 +72,26 @@ impl DecodeStats {
     }
 }
 
-/// A decoded request: the batch and what happened while decoding it.
+/// A decoded request: the batch, which of its rows share a resource and a scope, and
+/// what happened while decoding it.
 #[derive(Debug, Clone)]
 pub struct Decoded {
     pub batch: RecordBatch,
+    pub contexts: Contexts,
     pub stats: DecodeStats,
+}
+
+/// Which rows of a decoded batch come from the same (resource, scope) of the request, a
+/// "context": rows of one context hold the same scope columns, and rows of contexts of
+/// one resource the same resource columns ([`crate::schema::RESOURCE_COLUMNS`],
+/// [`crate::schema::SCOPE_COLUMNS`]). The Parquet writer then encodes those columns
+/// once per context or resource rather than once per row. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Contexts {
+    /// For each row, the index of its context among the request's contexts.
+    pub row_context: ScalarBuffer<u32>,
+    /// For each context, the index of its resource among the request's resources.
+    pub context_resource: ScalarBuffer<u32>,
 }
 
 /// Rough rows-per-byte guess, to size builders once. Erring high costs address
