@@ -83,8 +83,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             if rollups {
                 let mut r = Rollups::new();
-                for b in group {
-                    r.add_spans(b)?;
+                for (b, c) in group.iter().zip(contexts) {
+                    r.add_spans(b, c.as_ref())?;
                 }
                 for f in write_data_files(&out.join(ROLLUPS), ROLLUPS, &[r.finish()?], &[], &popts)?
                 {

@@ -413,9 +413,9 @@ impl Lake {
         };
         let done = |table: &str| committed.get(table).copied().unwrap_or(0);
         let mut rollups = Rollups::new();
-        for (seq, table, (batch, _), _) in &buffered {
+        for (seq, table, (batch, contexts), _) in &buffered {
             if *table == SPANS && *seq > done(ROLLUPS) {
-                rollups.add_spans(batch)?;
+                rollups.add_spans(batch, contexts.as_ref())?;
             }
         }
         let rollup_batches = if rollups.is_empty() {

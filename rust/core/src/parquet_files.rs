@@ -354,24 +354,18 @@ struct BatchGroups {
 
 impl BatchGroups {
     fn new(contexts: &Contexts, rows: usize) -> Result<Self> {
-        let (by_context, resource_of) = (&contexts.row_context, &contexts.context_resource);
-        let bad =
-            by_context.len() != rows || by_context.iter().any(|&c| c as usize >= resource_of.len());
-        if bad {
+        if !contexts.fit(rows) {
             return Err(Error::Internal(format!(
                 "contexts of {} rows and {} contexts for a batch of {rows} rows",
-                by_context.len(),
-                resource_of.len()
+                contexts.row_context.len(),
+                contexts.context_resource.len()
             )));
         }
         Ok(BatchGroups {
-            by_context: by_context.clone(),
-            contexts: resource_of.len(),
-            by_resource: by_context
-                .iter()
-                .map(|&c| resource_of[c as usize])
-                .collect(),
-            resources: resource_of.iter().max().map_or(0, |&r| r as usize + 1),
+            by_context: contexts.row_context.clone(),
+            contexts: contexts.context_resource.len(),
+            by_resource: contexts.row_resources(),
+            resources: contexts.resources(),
         })
     }
 }
@@ -2286,6 +2280,18 @@ mod tests {
             );
         }
 
+        // Rollups read the resource's columns once per resource: the same rows.
+        let rollups = |contexts: &[Option<Contexts>]| {
+            let mut r = Rollups::new();
+            for (batch, contexts) in batches.iter().zip(contexts) {
+                r.add_spans(batch, contexts.as_ref()).unwrap();
+            }
+            r.finish().unwrap()
+        };
+        let without = rollups(&vec![None; batches.len()]);
+        assert!(without.num_rows() > 10);
+        assert_eq!(rollups(&all), without);
+
         // Logs: resources with one and two scopes, one without attributes, interleaved.
         let logs: Vec<_> = (0..4u64)
             .map(|n| {
@@ -2486,7 +2492,7 @@ mod tests {
     fn rollups_are_sorted_by_minute_and_have_no_bloom_filter() {
         let dir = TempDir::new("rollups");
         let mut rollups = Rollups::new();
-        rollups.add_spans(&spans_batch(300)).unwrap();
+        rollups.add_spans(&spans_batch(300), None).unwrap();
         let batch = rollups.finish().unwrap();
         let files = write_data_files(
             &dir.0,

@@ -94,6 +94,32 @@ pub struct Contexts {
     pub context_resource: ScalarBuffer<u32>,
 }
 
+impl Contexts {
+    /// Whether these can be the contexts of a batch of `rows` rows: one per row, each
+    /// naming a context listed.
+    pub fn fit(&self, rows: usize) -> bool {
+        let contexts = self.context_resource.len();
+        self.row_context.len() == rows && self.row_context.iter().all(|&c| (c as usize) < contexts)
+    }
+
+    /// The resource of each row (of contexts that [`Contexts::fit`] their batch).
+    pub fn row_resources(&self) -> Vec<u32> {
+        let resources = &self.context_resource;
+        self.row_context
+            .iter()
+            .map(|&c| resources[c as usize])
+            .collect()
+    }
+
+    /// How many resources the rows' contexts are of: more than any in `context_resource`.
+    pub fn resources(&self) -> usize {
+        self.context_resource
+            .iter()
+            .max()
+            .map_or(0, |&r| r as usize + 1)
+    }
+}
+
 /// Rough rows-per-byte guess, to size builders once. Erring high costs address
 /// space that is never touched; erring low copies every column as it grows. Spans
 /// from instrumented services take about 300 bytes each on the wire.
