@@ -16,7 +16,7 @@ use std::time::Instant;
 use aftershock_core::parquet_files::{write_data_files, ParquetOptions};
 use aftershock_core::rollup::Rollups;
 use aftershock_core::schema::{ROLLUPS, SPANS};
-use aftershock_core::{decode_traces, DecodeOptions};
+use aftershock_core::{decode_traces, Contexts, DecodeOptions};
 use arrow_array::RecordBatch;
 
 #[global_allocator]
@@ -46,9 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     paths.sort();
     let opts = DecodeOptions::default();
-    let mut batches: Vec<RecordBatch> = Vec::new();
+    let (mut batches, mut contexts): (Vec<RecordBatch>, Vec<Option<Contexts>>) = (vec![], vec![]);
     for p in &paths {
-        batches.push(decode_traces(&std::fs::read(p)?, &opts)?.batch);
+        let decoded = decode_traces(&std::fs::read(p)?, &opts)?;
+        batches.push(decoded.batch);
+        contexts.push(Some(decoded.contexts));
     }
     let spans: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let out = std::env::temp_dir().join(format!("aftershock-flush-bench-{}", std::process::id()));
@@ -72,18 +74,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(&out)?;
         let t = Instant::now();
         (bytes, rollup_bytes) = (0, 0);
-        for group in batches.chunks(flush_every.max(1)) {
+        let every = flush_every.max(1);
+        for (group, contexts) in batches.chunks(every).zip(contexts.chunks(every)) {
             if spans_too {
-                for f in write_data_files(&out, SPANS, group, &popts)? {
+                for f in write_data_files(&out, SPANS, group, contexts, &popts)? {
                     bytes += f.size;
                 }
             }
             if rollups {
                 let mut r = Rollups::new();
-                for b in group {
-                    r.add_spans(b)?;
+                for (b, c) in group.iter().zip(contexts) {
+                    r.add_spans(b, c.as_ref())?;
                 }
-                for f in write_data_files(&out.join(ROLLUPS), ROLLUPS, &[r.finish()?], &popts)? {
+                for f in write_data_files(&out.join(ROLLUPS), ROLLUPS, &[r.finish()?], &[], &popts)?
+                {
                     rollup_bytes += f.size;
                 }
             }

@@ -22,7 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => return Err(usage.into()),
     };
     let request = std::fs::read(input)?;
-    let batch = aftershock_core::decode_traces(&request, &Default::default())?.batch;
+    let decoded = aftershock_core::decode_traces(&request, &Default::default())?;
+    let batch = decoded.batch;
     let opts = ParquetOptions::default();
 
     let mut elapsed = Duration::ZERO;
@@ -33,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::path::Path::new(table_dir),
             SPANS,
             std::slice::from_ref(&batch),
+            &[Some(decoded.contexts.clone())],
             &opts,
         )?;
         elapsed += start.elapsed();

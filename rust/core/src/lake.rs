@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 
 use crate::decode::{
-    decode_logs, decode_logs_json, decode_traces, decode_traces_json, DecodeOptions, DecodeStats,
-    Decoded,
+    decode_logs, decode_logs_json, decode_traces, decode_traces_json, Contexts, DecodeOptions,
+    DecodeStats, Decoded,
 };
 use crate::error::{Error, Result};
 use crate::parquet_files::{sweep_stale_temp_files, write_data_files, DataFile, ParquetOptions};
@@ -139,6 +139,8 @@ struct Buffered {
     seq: u64,
     table: &'static str,
     batch: RecordBatch,
+    /// Which rows share a resource and a scope, for the Parquet writer.
+    contexts: Contexts,
     bytes: usize,
 }
 
@@ -256,7 +258,13 @@ impl Lake {
             };
             report.replayed_records += 1;
             report.replayed_rows += decoded.batch.num_rows() as u64;
-            push(&mut state, record.seq, table, decoded.batch);
+            push(
+                &mut state,
+                record.seq,
+                table,
+                decoded.batch,
+                decoded.contexts,
+            );
         }
         Ok((
             Lake {
@@ -332,7 +340,7 @@ impl Lake {
         let mut st = self.lock()?;
         st.in_flight.remove(&ticket);
         let seq = appended?;
-        push(&mut st, seq, table, decoded.batch);
+        push(&mut st, seq, table, decoded.batch, decoded.contexts);
         outcome.seq = Some(seq);
         Ok(outcome)
     }
@@ -392,27 +400,30 @@ impl Lake {
             let st = self.lock()?;
             let w = st.flush_limit(self.opts.max_flush_bytes);
             let from = TABLES.iter().map(|t| st.committed(t)).min().unwrap_or(0);
-            let buffered: Vec<(u64, &'static str, RecordBatch, usize)> = st
+            let buffered: Vec<(u64, &'static str, Batch, usize)> = st
                 .batches
                 .iter()
                 .filter(|b| b.seq > from && b.seq <= w)
-                .map(|b| (b.seq, b.table, b.batch.clone(), b.bytes))
+                .map(|b| {
+                    let batch = (b.batch.clone(), Some(b.contexts.clone()));
+                    (b.seq, b.table, batch, b.bytes)
+                })
                 .collect();
             (w, buffered, st.committed.clone())
         };
         let done = |table: &str| committed.get(table).copied().unwrap_or(0);
         let mut rollups = Rollups::new();
-        for (seq, table, batch, _) in &buffered {
+        for (seq, table, (batch, contexts), _) in &buffered {
             if *table == SPANS && *seq > done(ROLLUPS) {
-                rollups.add_spans(batch)?;
+                rollups.add_spans(batch, contexts.as_ref())?;
             }
         }
         let rollup_batches = if rollups.is_empty() {
             Vec::new()
         } else {
-            vec![(rollups.finish()?, 0)]
+            vec![((rollups.finish()?, None), 0)]
         };
-        let rows_of = |table: &str| -> Vec<(RecordBatch, usize)> {
+        let rows_of = |table: &str| -> Vec<(Batch, usize)> {
             buffered
                 .iter()
                 .filter(|(seq, t, _, _)| *t == table && *seq > done(table))
@@ -428,13 +439,14 @@ impl Lake {
             if watermark <= done(table) {
                 continue;
             }
-            let rows: u64 = batches.iter().map(|(b, _)| b.num_rows() as u64).sum();
+            let rows: u64 = batches.iter().map(|((b, _), _)| b.num_rows() as u64).sum();
             let mut files = Vec::new();
-            for chunk in write_chunks(&batches, self.opts.max_write_bytes) {
+            for (chunk, contexts) in write_chunks(&batches, self.opts.max_write_bytes) {
                 files.extend(write_data_files(
                     &self.opts.table_dir(table),
                     table,
                     &chunk,
+                    &contexts,
                     &self.opts.parquet,
                 )?);
             }
@@ -507,19 +519,27 @@ fn retry_wait_ms(
     wait.clamp(100, 2000)
 }
 
+/// A batch to write and which of its rows share a resource and a scope, if known.
+type Batch = (RecordBatch, Option<Contexts>);
+
 /// `batches` in order, cut into runs of at most `max_bytes` each (a batch larger than
-/// that alone), so that each Parquet write stays small while one commit covers them all.
-fn write_chunks(batches: &[(RecordBatch, usize)], max_bytes: usize) -> Vec<Vec<RecordBatch>> {
-    let mut chunks: Vec<Vec<RecordBatch>> = Vec::new();
+/// that alone), so that each Parquet write stays small while one commit covers them all:
+/// each run's batches and their contexts, as [`write_data_files`] takes them.
+fn write_chunks(
+    batches: &[(Batch, usize)],
+    max_bytes: usize,
+) -> Vec<(Vec<RecordBatch>, Vec<Option<Contexts>>)> {
+    let mut chunks: Vec<(Vec<RecordBatch>, Vec<Option<Contexts>>)> = Vec::new();
     let mut size = 0usize;
-    for (batch, bytes) in batches {
+    for ((batch, contexts), bytes) in batches {
         match chunks.last_mut() {
             Some(chunk) if size + bytes <= max_bytes => {
-                chunk.push(batch.clone());
+                chunk.0.push(batch.clone());
+                chunk.1.push(contexts.clone());
                 size += bytes;
             }
             _ => {
-                chunks.push(vec![batch.clone()]);
+                chunks.push((vec![batch.clone()], vec![contexts.clone()]));
                 size = *bytes;
             }
         }
@@ -535,7 +555,7 @@ fn quarantine_undecodable(wal_dir: &Path, seq: u64, payload: &[u8]) -> Result<()
     Ok(())
 }
 
-fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch) {
+fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch, contexts: Contexts) {
     let bytes = batch.get_array_memory_size();
     st.bytes += bytes;
     st.oldest.get_or_insert_with(Instant::now);
@@ -543,6 +563,7 @@ fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch) {
         seq,
         table,
         batch,
+        contexts,
         bytes,
     });
 }

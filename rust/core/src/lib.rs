@@ -16,7 +16,7 @@ pub mod wal;
 mod test_support;
 
 pub use decode::{
-    decode_logs, decode_logs_json, decode_traces, decode_traces_json, DecodeOptions, DecodeStats,
-    Decoded,
+    decode_logs, decode_logs_json, decode_traces, decode_traces_json, Contexts, DecodeOptions,
+    DecodeStats, Decoded,
 };
 pub use error::{DecodeError, Error};

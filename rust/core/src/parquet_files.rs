@@ -23,7 +23,7 @@ use arrow_array::{
     Array, ArrayRef, ArrowPrimitiveType, Int32Array, ListArray, MapArray, PrimitiveArray,
     RecordBatch, StringArray, StructArray, UInt32Array,
 };
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Fields, SchemaRef, TimeUnit};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take;
@@ -35,9 +35,10 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
 use parquet::file::properties::{BloomFilterProperties, EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::decode::Contexts;
 use crate::error::{Error, Result};
-use crate::parquet_strings::{StringChunkWriter, StringLeaf};
-use crate::schema::{self, col, rollup_col, LOGS, ROLLUPS, SPANS};
+use crate::parquet_strings::{Groups, StringChunkWriter, StringLeaf};
+use crate::schema::{self, col, rollup_col, LOGS, RESOURCE_COLUMNS, ROLLUPS, SCOPE_COLUMNS, SPANS};
 
 /// The partition column of every table: the UTC date of the row's event time. Not stored
 /// inside the Parquet files (Delta convention); it is in the path and `partition_values`.
@@ -210,10 +211,16 @@ pub fn plain_columns(table: &str) -> Result<&'static [&'static str]> {
 /// `table_dir`, one per UTC day, and returns them in day order. Each file appears under
 /// its final name only once complete and fsynced, so a crash leaves at most a hidden
 /// `.part-*.tmp` file behind, never a truncated data file. Nothing is written for no rows.
+///
+/// `contexts` is empty, or says for each batch which of its rows share a resource and a
+/// scope (`None`: not known), as its decode found ([`crate::decode::Decoded`]): the
+/// columns of a resource or a scope are then encoded once per context of a batch rather
+/// than row by row. The files are the same either way.
 pub fn write_data_files(
     table_dir: &Path,
     table: &str,
     batches: &[RecordBatch],
+    contexts: &[Option<Contexts>],
     opts: &ParquetOptions,
 ) -> Result<Vec<DataFile>> {
     let layout = layout(table)?;
@@ -226,6 +233,22 @@ pub fn write_data_files(
             .into());
         }
     }
+    if !contexts.is_empty() && contexts.len() != batches.len() {
+        return Err(Error::Internal(format!(
+            "{} batches but {} sets of contexts",
+            batches.len(),
+            contexts.len()
+        )));
+    }
+    let groups = contexts
+        .iter()
+        .zip(batches)
+        .map(|(c, b)| {
+            c.as_ref()
+                .map(|c| BatchGroups::new(c, b.num_rows()))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
     // The string columns the string writer encodes stay in the input batches: it reads
     // them there in sorted order (`SortedColumn::Parts`), so they are never copied. Other
     // flat columns are concatenated, then taken in sorted order; list and map columns are
@@ -285,6 +308,7 @@ pub fn write_data_files(
         schema: Arc::clone(&layout.schema),
         columns,
         runs,
+        groups: Arc::new(groups),
         len: order.len(),
     };
     let sorted_days: Vec<i32> = order
@@ -313,7 +337,37 @@ struct SortedRows {
     /// Where the rows are in the input batches, in order; what `SortedColumn::Parts`
     /// columns are read through (empty when there are none).
     runs: Vec<Run>,
+    /// For each input batch, which of its rows share a resource and a scope, if known
+    /// (empty when none is): what `SortedColumn::Parts` columns of a resource or a scope
+    /// are encoded by.
+    groups: Arc<Vec<Option<BatchGroups>>>,
     len: usize,
+}
+
+/// A batch's rows numbered by context and by resource ([`Contexts`]), checked against it.
+struct BatchGroups {
+    by_context: ScalarBuffer<u32>,
+    contexts: usize,
+    by_resource: Vec<u32>,
+    resources: usize,
+}
+
+impl BatchGroups {
+    fn new(contexts: &Contexts, rows: usize) -> Result<Self> {
+        if !contexts.fit(rows) {
+            return Err(Error::Internal(format!(
+                "contexts of {} rows and {} contexts for a batch of {rows} rows",
+                contexts.row_context.len(),
+                contexts.context_resource.len()
+            )));
+        }
+        Ok(BatchGroups {
+            by_context: contexts.row_context.clone(),
+            contexts: contexts.context_resource.len(),
+            by_resource: contexts.row_resources(),
+            resources: contexts.resources(),
+        })
+    }
 }
 
 /// A column of [`SortedRows`].
@@ -354,6 +408,7 @@ impl SortedRows {
                 true => cut_runs(&self.runs, offset, len),
                 false => Vec::new(),
             },
+            groups: Arc::clone(&self.groups),
             len,
         }
     }
@@ -373,6 +428,33 @@ impl SortedRows {
             SortedColumn::Parts(p) => (p, Cow::Borrowed(&self.runs)),
         }
     }
+
+    /// For each part of column `i` (named `name`), which of its rows share its value:
+    /// their resource or their context, for a column of a resource or a scope read in
+    /// parts. Empty when that is not known.
+    fn groups(&self, i: usize, name: &str) -> Vec<Option<Groups<'_>>> {
+        let by_resource = RESOURCE_COLUMNS.contains(&name);
+        if !matches!(self.columns[i], SortedColumn::Parts(_))
+            || !(by_resource || SCOPE_COLUMNS.contains(&name))
+        {
+            return Vec::new();
+        }
+        self.groups
+            .iter()
+            .map(|g| {
+                g.as_ref().map(|g| match by_resource {
+                    true => Groups {
+                        of_row: &g.by_resource,
+                        count: g.resources,
+                    },
+                    false => Groups {
+                        of_row: &g.by_context,
+                        count: g.contexts,
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 impl From<&RecordBatch> for SortedRows {
@@ -386,6 +468,7 @@ impl From<&RecordBatch> for SortedRows {
                 .map(|c| SortedColumn::Array(Arc::clone(c)))
                 .collect(),
             runs: Vec::new(),
+            groups: Arc::default(),
             len: batch.num_rows(),
         }
     }
@@ -1035,11 +1118,13 @@ fn write_rows<W: Write + Send>(
         let mut leaf = 0;
         for (i, field) in schema.fields().iter().enumerate() {
             let (parts, runs) = rows.parts_and_runs(i);
-            let own = StringLeaf::leaves(field.data_type(), parts, &runs).filter(|leaves| {
-                leaves.iter().enumerate().all(|(k, l)| {
-                    StringChunkWriter::handles(l, &parquet_schema.column(leaf + k), &props)
-                })
-            });
+            let groups = rows.groups(i, field.name());
+            let own =
+                StringLeaf::leaves(field.data_type(), parts, &runs, &groups).filter(|leaves| {
+                    leaves.iter().enumerate().all(|(k, l)| {
+                        StringChunkWriter::handles(l, &parquet_schema.column(leaf + k), &props)
+                    })
+                });
             match own {
                 Some(leaves) => {
                     for l in leaves {
@@ -1408,7 +1493,9 @@ mod tests {
     use arrow_ord::sort::{lexsort_to_indices, SortColumn};
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as OtlpKv};
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, InstrumentationScope, KeyValue as OtlpKv,
+    };
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
@@ -1580,7 +1667,7 @@ mod tests {
             row_group_rows: 500,
             ..Default::default()
         };
-        let files = write_data_files(&dir.0, SPANS, &[a, b], &opts).unwrap();
+        let files = write_data_files(&dir.0, SPANS, &[a, b], &[], &opts).unwrap();
 
         // 20:00 + 400 minutes crosses midnight after 240 traces.
         assert_eq!(files.len(), 2);
@@ -1953,6 +2040,7 @@ mod tests {
             &dir.0,
             SPANS,
             std::slice::from_ref(&batch),
+            &[],
             &Default::default(),
         )
         .unwrap();
@@ -2027,7 +2115,7 @@ mod tests {
             row_group_rows: 250,
             ..Default::default()
         };
-        let files = write_data_files(&dir.0, SPANS, &batches, &opts).unwrap();
+        let files = write_data_files(&dir.0, SPANS, &batches, &[], &opts).unwrap();
         assert_eq!(files.len(), 2);
         let mut at = 0;
         for f in &files {
@@ -2044,6 +2132,220 @@ mod tests {
             assert_eq!(f.stats_json, stats_json(&SortedRows::from(&want), &written));
         }
         assert_eq!(at, want.num_rows());
+    }
+
+    /// Request `n` of several: resources with and without a version (a null), with the
+    /// same or other attributes from request to request, one with no attributes at all
+    /// (an empty map, null service) and a null attribute value, one resource of two
+    /// scopes, one scope without a name; traces shared between requests, so that the
+    /// sort interleaves their rows, and crossing midnight.
+    fn grouped_request(n: u64) -> ExportTraceServiceRequest {
+        let spans = |first: u64, count: u64| -> Vec<Span> {
+            (0..count)
+                .map(|i| {
+                    let t = (first + 3 * n + i) % 11;
+                    let start = DAY0 + 23 * 3600 * SECOND + t * 400 * SECOND + n * 7 + i;
+                    Span {
+                        trace_id: trace_id(t),
+                        span_id: (n * 1000 + first * 100 + i + 1).to_be_bytes().to_vec(),
+                        name: format!("op-{}", i % 3),
+                        start_time_unix_nano: start,
+                        end_time_unix_nano: start + 1_000,
+                        attributes: vec![kv("i", &(i % 2).to_string())],
+                        ..Default::default()
+                    }
+                })
+                .collect()
+        };
+        let scope = |name: &str, version: &str, spans: Vec<Span>| ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: name.into(),
+                version: version.into(),
+                ..Default::default()
+            }),
+            spans,
+            ..Default::default()
+        };
+        let resource = |attributes: Vec<OtlpKv>, scope_spans: Vec<ScopeSpans>| ResourceSpans {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_spans,
+            schema_url: String::new(),
+        };
+        let null_value = OtlpKv {
+            key: "empty".into(),
+            value: None,
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                resource(
+                    vec![
+                        kv("service.name", "checkout"),
+                        kv("service.version", &format!("1.{}", n % 2)),
+                        kv("host.name", "a"),
+                    ],
+                    vec![
+                        scope("http", "1.0", spans(0, 9)),
+                        scope("", "", spans(1, 4)),
+                        scope("db", "", spans(2, 5)),
+                    ],
+                ),
+                resource(
+                    vec![
+                        kv("service.name", "cart"),
+                        kv("service.instance.id", &format!("i-{}", n % 3)),
+                        null_value,
+                    ],
+                    vec![scope("http", "1.0", spans(3, 7))],
+                ),
+                resource(Vec::new(), vec![scope("http", "2.0", spans(4, 6))]),
+                resource(
+                    vec![
+                        kv("service.name", "cart"),
+                        kv("deployment.environment", "prod"),
+                    ],
+                    vec![scope("http", "1.0", spans(5, 3 + n % 4))],
+                ),
+            ],
+        }
+    }
+
+    /// The data files under `dir`, by partition, each file's bytes.
+    fn file_bytes(dir: &Path, files: &[DataFile]) -> BTreeMap<String, Vec<u8>> {
+        files
+            .iter()
+            .map(|f| {
+                let partition = f.partition_values[0].1.clone();
+                (partition, fs::read(dir.join(&f.path)).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn contexts_write_the_files_their_absence_writes() {
+        let decoded: Vec<_> = (0..6)
+            .map(|n| {
+                let bytes = grouped_request(n).encode_to_vec();
+                decode_traces(&bytes, &DecodeOptions::default()).unwrap()
+            })
+            .collect();
+        let contexts = &decoded[0].contexts;
+        assert_eq!(&contexts.context_resource[..], [0, 0, 0, 1, 2, 3]);
+        let mut want = vec![0; 9];
+        for (context, spans) in [(1, 4), (2, 5), (3, 7), (4, 6), (5, 3)] {
+            want.extend(std::iter::repeat_n(context, spans));
+        }
+        assert_eq!(&contexts.row_context[..], want);
+
+        let batches: Vec<RecordBatch> = decoded.iter().map(|d| d.batch.clone()).collect();
+        let all: Vec<Option<Contexts>> = decoded.iter().map(|d| Some(d.contexts.clone())).collect();
+        let some: Vec<Option<Contexts>> = decoded
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i % 2 == 1).then(|| d.contexts.clone()))
+            .collect();
+        let sorted = sorted_by_arrow(&batches);
+        let version = sorted.column_by_name(col::SERVICE_VERSION).unwrap();
+        assert!(version.null_count() > 0 && version.null_count() < sorted.num_rows());
+        let resources = sorted
+            .column_by_name(col::RESOURCE_ATTRIBUTES)
+            .unwrap()
+            .as_map();
+        assert!((0..resources.len()).any(|row| resources.value_length(row) == 0));
+        assert!(resources.values().null_count() > 0);
+
+        for row_group_rows in [40, 1 << 20] {
+            let opts = ParquetOptions {
+                row_group_rows,
+                ..Default::default()
+            };
+            let write = |contexts: &[Option<Contexts>], name: &str| {
+                let dir = TempDir::new(name);
+                let files = write_data_files(&dir.0, SPANS, &batches, contexts, &opts).unwrap();
+                assert_eq!(files.len(), 2, "the rows cross midnight");
+                let stats: Vec<String> = files.iter().map(|f| f.stats_json.clone()).collect();
+                (file_bytes(&dir.0, &files), stats)
+            };
+            let without = write(&[], "contexts-none");
+            assert!(
+                without == write(&all, "contexts-all"),
+                "{row_group_rows} rows"
+            );
+            assert!(
+                without == write(&some, "contexts-some"),
+                "{row_group_rows} rows"
+            );
+        }
+
+        // Rollups read the resource's columns once per resource: the same rows.
+        let rollups = |contexts: &[Option<Contexts>]| {
+            let mut r = Rollups::new();
+            for (batch, contexts) in batches.iter().zip(contexts) {
+                r.add_spans(batch, contexts.as_ref()).unwrap();
+            }
+            r.finish().unwrap()
+        };
+        let without = rollups(&vec![None; batches.len()]);
+        assert!(without.num_rows() > 10);
+        assert_eq!(rollups(&all), without);
+
+        // Logs: resources with one and two scopes, one without attributes, interleaved.
+        let logs: Vec<_> = (0..4u64)
+            .map(|n| {
+                let records = |first: u64| -> Vec<LogRecord> {
+                    (0..5)
+                        .map(|i| LogRecord {
+                            time_unix_nano: DAY0 + ((first + n + i * 3) % 7) * SECOND,
+                            severity_text: "INFO".into(),
+                            ..Default::default()
+                        })
+                        .collect()
+                };
+                let scope = |name: &str, log_records| ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: name.into(),
+                        ..Default::default()
+                    }),
+                    log_records,
+                    ..Default::default()
+                };
+                let resource = |attributes, scope_logs| ResourceLogs {
+                    resource: Some(Resource {
+                        attributes,
+                        ..Default::default()
+                    }),
+                    scope_logs,
+                    schema_url: String::new(),
+                };
+                let service = vec![kv("service.name", "cart"), kv("n", &(n % 2).to_string())];
+                let req = ExportLogsServiceRequest {
+                    resource_logs: vec![
+                        resource(service, vec![scope("a", records(0)), scope("", records(1))]),
+                        resource(Vec::new(), vec![scope("a", records(2))]),
+                    ],
+                };
+                decode_logs(&req.encode_to_vec(), &DecodeOptions::default()).unwrap()
+            })
+            .collect();
+        let batches: Vec<RecordBatch> = logs.iter().map(|d| d.batch.clone()).collect();
+        let contexts: Vec<Option<Contexts>> =
+            logs.iter().map(|d| Some(d.contexts.clone())).collect();
+        let write = |contexts: &[Option<Contexts>], name: &str| {
+            let dir = TempDir::new(name);
+            let files = write_data_files(&dir.0, LOGS, &batches, contexts, &Default::default());
+            file_bytes(&dir.0, &files.unwrap())
+        };
+        assert!(write(&[], "logs-none") == write(&contexts, "logs-all"));
+
+        // Contexts that do not fit their batch are refused, not trusted.
+        let dir = TempDir::new("contexts-bad");
+        let mut bad = all.clone();
+        bad[1] = Some(decoded[0].contexts.clone());
+        assert!(write_data_files(&dir.0, SPANS, &batches, &bad, &Default::default()).is_err());
+        assert!(write_data_files(&dir.0, SPANS, &batches, &all[1..], &Default::default()).is_err());
     }
 
     #[test]
@@ -2088,6 +2390,7 @@ mod tests {
             schema: Arc::clone(&schema),
             columns: vec![SortedColumn::Parts(parts)],
             runs,
+            groups: Arc::default(),
             len: want.len(),
         };
         assert_eq!(
@@ -2159,7 +2462,8 @@ mod tests {
         let today = DateTime::from_timestamp_nanos(now_ns())
             .format("%Y-%m-%d")
             .to_string();
-        let files = write_data_files(&dir.0, LOGS, &[batch], &ParquetOptions::default()).unwrap();
+        let files =
+            write_data_files(&dir.0, LOGS, &[batch], &[], &ParquetOptions::default()).unwrap();
         let by_day: BTreeMap<String, Vec<String>> = files
             .iter()
             .map(|f| {
@@ -2188,12 +2492,13 @@ mod tests {
     fn rollups_are_sorted_by_minute_and_have_no_bloom_filter() {
         let dir = TempDir::new("rollups");
         let mut rollups = Rollups::new();
-        rollups.add_spans(&spans_batch(300)).unwrap();
+        rollups.add_spans(&spans_batch(300), None).unwrap();
         let batch = rollups.finish().unwrap();
         let files = write_data_files(
             &dir.0,
             ROLLUPS,
             std::slice::from_ref(&batch),
+            &[],
             &ParquetOptions::default(),
         )
         .unwrap();
@@ -2244,29 +2549,39 @@ mod tests {
         let dir = TempDir::new("errors");
         let opts = ParquetOptions::default();
         let spans = spans_batch(3);
-        assert!(write_data_files(&dir.0, "metrics", std::slice::from_ref(&spans), &opts).is_err());
-        assert!(write_data_files(&dir.0, LOGS, std::slice::from_ref(&spans), &opts).is_err());
+        assert!(
+            write_data_files(&dir.0, "metrics", std::slice::from_ref(&spans), &[], &opts).is_err()
+        );
+        assert!(write_data_files(&dir.0, LOGS, std::slice::from_ref(&spans), &[], &opts).is_err());
         let zero_rows = ParquetOptions {
             row_group_rows: 0,
             ..Default::default()
         };
-        assert!(write_data_files(&dir.0, SPANS, std::slice::from_ref(&spans), &zero_rows).is_err());
+        assert!(
+            write_data_files(&dir.0, SPANS, std::slice::from_ref(&spans), &[], &zero_rows).is_err()
+        );
         let bad_level = ParquetOptions {
             zstd_level: 99,
             ..Default::default()
         };
-        assert!(write_data_files(&dir.0, SPANS, std::slice::from_ref(&spans), &bad_level).is_err());
+        assert!(
+            write_data_files(&dir.0, SPANS, std::slice::from_ref(&spans), &[], &bad_level).is_err()
+        );
         let bad_fpp = ParquetOptions {
             bloom_filter_fpp: 1.5,
             ..Default::default()
         };
-        assert!(write_data_files(&dir.0, SPANS, std::slice::from_ref(&spans), &bad_fpp).is_err());
-        assert!(write_data_files(&dir.0, SPANS, &[], &opts)
+        assert!(
+            write_data_files(&dir.0, SPANS, std::slice::from_ref(&spans), &[], &bad_fpp).is_err()
+        );
+        assert!(write_data_files(&dir.0, SPANS, &[], &[], &opts)
             .unwrap()
             .is_empty());
-        assert!(write_data_files(&dir.0, SPANS, &[spans.slice(0, 0)], &opts)
-            .unwrap()
-            .is_empty());
+        assert!(
+            write_data_files(&dir.0, SPANS, &[spans.slice(0, 0)], &[], &opts)
+                .unwrap()
+                .is_empty()
+        );
         assert!(all_files(&dir.0).is_empty());
     }
 

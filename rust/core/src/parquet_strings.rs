@@ -46,6 +46,20 @@ use crate::parquet_files::{null_count, Run};
 pub(crate) struct StringLeaf<'a> {
     parts: Parts<'a>,
     runs: &'a [Run],
+    /// For each part, which of its rows repeat one value, when known: a column of a
+    /// resource or a scope of batches the decoder says that of. Empty when none is.
+    groups: &'a [Option<Groups<'a>>],
+}
+
+/// The rows of one part numbered by the group they belong to, rows of a group holding
+/// the same value of a column: their context, or their context's resource, for a column
+/// of a scope or of a resource ([`crate::decode::Contexts`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Groups<'a> {
+    /// The group of each row of the part.
+    pub(crate) of_row: &'a [u32],
+    /// How many groups the part has: more than any of `of_row`.
+    pub(crate) count: usize,
 }
 
 /// The arrays a [`StringLeaf`] reads, one per input batch.
@@ -76,17 +90,23 @@ impl<'a> StringLeaf<'a> {
     }
 
     /// The Parquet leaves of a top-level column of `data_type` (the rows `runs` picks out
-    /// of `parts`) when this module writes all of them: a `Utf8` column, or a map of
-    /// strings to strings without null maps or entries. `None` for any other.
+    /// of `parts`, `groups` saying which rows of a part share a value, if known) when
+    /// this module writes all of them: a `Utf8` column, or a map of strings to strings
+    /// without null maps or entries. `None` for any other.
     pub(crate) fn leaves(
         data_type: &DataType,
         parts: &'a [ArrayRef],
         runs: &'a [Run],
+        groups: &'a [Option<Groups<'a>>],
     ) -> Option<Vec<StringLeaf<'a>>> {
         if !Self::encodes(data_type) {
             return None;
         }
-        let leaf = |parts| StringLeaf { parts, runs };
+        let leaf = |parts| StringLeaf {
+            parts,
+            runs,
+            groups,
+        };
         match data_type {
             DataType::Utf8 => Some(vec![leaf(Parts::Flat(
                 parts.iter().map(|a| a.as_string::<i32>()).collect(),
@@ -387,6 +407,29 @@ impl Interned<'_> {
     }
 }
 
+/// Where the first row of a group read into an [`Interned`] is: its level slots and its
+/// ids (ranges), and how many of its slots are null (an empty map, null values).
+#[derive(Clone, Copy)]
+struct FirstRow {
+    levels: (u32, u32),
+    ids: (u32, u32),
+    nulls: u32,
+}
+
+/// For each part, a slot per group (none for a part without groups), all empty.
+fn first_of_groups<T: Clone>(groups: &[Option<Groups<'_>>]) -> Vec<Vec<Option<T>>> {
+    groups
+        .iter()
+        .map(|g| vec![None; g.map_or(0, |g| g.count)])
+        .collect()
+}
+
+/// The chunk's dictionary, levels and ids. A row of a part whose group has been read
+/// before (`StringLeaf::groups`) takes that row's ids and levels as they are, with no
+/// byte compared and no hash; any other value is first compared with the value at the
+/// same position of the previous row (`Previous`), and only a miss is hashed. Either
+/// way each value gets the id of its first occurrence, so the ids are the same as
+/// hashing every value would give: a group's first row is always read.
 fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
     let rows = leaf.len();
     let mut out = Interned {
@@ -413,8 +456,39 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
                     (a.value_data(), a.value_offsets(), nulls)
                 })
                 .collect();
+            // Per part with groups, the id of each group's value once a row of it has been
+            // read: `Some(None)` for a null.
+            let mut seen = first_of_groups(leaf.groups);
             for run in leaf.runs {
                 let (data, offsets, nulls) = parts[run.batch];
+                if let Some(Some(groups)) = leaf.groups.get(run.batch) {
+                    let seen = &mut seen[run.batch];
+                    for i in run.start..run.start + run.len {
+                        let group = groups.of_row[i] as usize;
+                        let id = match seen[group] {
+                            Some(id) => id,
+                            None => {
+                                let value = &data[offsets[i] as usize..offsets[i + 1] as usize];
+                                let id = match nulls.is_some_and(|n| n.is_null(i)) {
+                                    true => None,
+                                    false => Some(previous.id_of(&mut out.dictionary, 0, value)),
+                                };
+                                seen[group] = Some(id);
+                                id
+                            }
+                        };
+                        let row = out.row_ends.len();
+                        match id {
+                            Some(id) => out.ids.push(id),
+                            None => {
+                                out.def[row] = 0;
+                                out.nulls += 1;
+                            }
+                        }
+                        out.row_ends.push(((row + 1) as u32, out.ids.len() as u32));
+                    }
+                    continue;
+                }
                 let offsets = &offsets[run.start..=run.start + run.len];
                 if nulls.is_none() {
                     // The common case, without a null check a row (other parts may have
@@ -456,25 +530,58 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
             let mut level = 0;
             // The previous row: its part, its entries and the range of its ids.
             let mut last: Option<(usize, usize, usize, usize)> = None;
+            // Per part with groups, where the first row read of each group is in `out`.
+            let mut seen = first_of_groups::<FirstRow>(leaf.groups);
             for run in leaf.runs {
                 let part = run.batch;
                 let values = strings[part];
                 let (bytes, starts) = (values.value_data(), values.value_offsets());
                 let nulls = values.nulls().filter(|n| n.null_count() > 0);
                 let offsets = &maps[part].value_offsets()[run.start..=run.start + run.len];
-                for row in offsets.windows(2) {
+                let groups = leaf.groups.get(part).copied().flatten();
+                for (i, row) in (run.start..).zip(offsets.windows(2)) {
                     let (start, end) = (row[0] as usize, row[1] as usize);
+                    let group = groups.map(|g| g.of_row[i] as usize);
+                    if let Some(first) = group.and_then(|g| seen[part][g]) {
+                        // The group's first row again: its level slots (row start, empty
+                        // map, null values) and ids as they are, no byte read. Slots start
+                        // as defined entries that continue a row, so only a row with
+                        // nulls needs its definition levels copied.
+                        let levels = first.levels.0 as usize..first.levels.1 as usize;
+                        out.rep[level] = 0;
+                        if first.nulls > 0 {
+                            out.def.copy_within(levels.clone(), level);
+                        }
+                        let ids_start = out.ids.len();
+                        out.ids
+                            .extend_from_within(first.ids.0 as usize..first.ids.1 as usize);
+                        out.nulls += u64::from(first.nulls);
+                        level += levels.len();
+                        last = Some((part, start, end, ids_start));
+                        out.row_ends.push((level as u32, out.ids.len() as u32));
+                        continue;
+                    }
+                    let (level_start, ids_start, nulls_before) = (level, out.ids.len(), out.nulls);
+                    let mut remember = |out: &Interned<'a>, level: usize| {
+                        if let Some(g) = group {
+                            seen[part][g] = Some(FirstRow {
+                                levels: (level_start as u32, level as u32),
+                                ids: (ids_start as u32, out.ids.len() as u32),
+                                nulls: (out.nulls - nulls_before) as u32,
+                            });
+                        }
+                    };
                     out.rep[level] = 0;
                     if start == end {
                         // An empty map: one slot, defined only up to the map itself.
                         out.def[level] = 0;
                         out.nulls += 1;
                         level += 1;
+                        remember(&out, level);
                         out.row_ends.push((level as u32, out.ids.len() as u32));
                         continue;
                     }
                     let n = end - start;
-                    let ids_start = out.ids.len();
                     // A row whose strings are the previous row's, byte for byte and cut at
                     // the same places, takes the previous row's ids as they are. The two
                     // rows may come from different parts; nulls (whose bytes are empty,
@@ -506,6 +613,7 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
                         }
                     }
                     level += n;
+                    remember(&out, level);
                     last = Some((part, start, end, ids_start));
                     out.row_ends.push((level as u32, out.ids.len() as u32));
                 }

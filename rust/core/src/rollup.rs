@@ -21,6 +21,7 @@ use arrow_array::{
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::ArrowError;
 
+use crate::decode::Contexts;
 use crate::error::{Error, Result};
 use crate::schema::{self, col, rollup_col, STATUS_CODES, TIMEZONE};
 
@@ -683,6 +684,23 @@ impl Interner {
         }
         out
     }
+
+    /// Symbols of a string column whose rows of one group hold one value: `groups` the
+    /// group of each row, of `count` groups. Each group's value is looked up once, at
+    /// its first row, and the other rows are not read.
+    fn column_of_groups(&mut self, col: &StringArray, groups: &[u32], count: usize) -> Vec<Sym> {
+        let mut syms: Vec<Option<Sym>> = vec![None; count];
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| {
+                *syms[g as usize].get_or_insert_with(|| match col.is_null(i) {
+                    true => NULL,
+                    false => self.intern(col.value(i)),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Aggregates spans (and rollup rows, for compaction) into `rollups` rows.
@@ -712,12 +730,15 @@ impl Rollups {
     }
 
     /// Adds a batch with the `spans` schema: each span counts towards the minute its
-    /// `start_time` falls in, and is an error when `status_code` is `ERROR`.
-    pub fn add_spans(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// `start_time` falls in, and is an error when `status_code` is `ERROR`. With the
+    /// batch's `contexts` (from its decode), the resource's columns of the key are read
+    /// once per resource rather than per span.
+    pub fn add_spans(&mut self, batch: &RecordBatch, contexts: Option<&Contexts>) -> Result<()> {
         let start = required::<TimestampNanosecondArray>(batch, col::START_TIME)?;
         let duration = required::<Int64Array>(batch, col::DURATION_NS)?;
         let status = required::<StringArray>(batch, col::STATUS_CODE)?;
-        let keys = self.key_columns(batch)?;
+        let contexts = contexts.filter(|c| c.fit(batch.num_rows()));
+        let keys = self.key_columns(batch, contexts)?;
         let mut last: Option<(Key, usize)> = None;
         let rows = start.values().iter().zip(duration.values()).enumerate();
         for (row, (&start, &duration)) in rows {
@@ -745,7 +766,7 @@ impl Rollups {
         let min = required::<Int64Array>(batch, rollup_col::DURATION_MIN_NS)?;
         let max = required::<Int64Array>(batch, rollup_col::DURATION_MAX_NS)?;
         let sketches = SketchColumn::new(column::<ListArray>(batch, rollup_col::LATENCY_SKETCH)?)?;
-        let keys = self.key_columns(batch)?;
+        let keys = self.key_columns(batch, None)?;
         for row in 0..batch.num_rows() {
             let key = keys.key(minute.value(row), row);
             let agg = Agg {
@@ -854,16 +875,33 @@ impl Rollups {
         })
     }
 
-    fn key_columns(&mut self, batch: &RecordBatch) -> Result<KeyColumns> {
+    /// The key columns of `batch`, those of the resource by resource when `contexts`
+    /// (which fit the batch) are given.
+    fn key_columns(
+        &mut self,
+        batch: &RecordBatch,
+        contexts: Option<&Contexts>,
+    ) -> Result<KeyColumns> {
         let service_name = column::<StringArray>(batch, col::SERVICE_NAME)?;
         let service_version = column::<StringArray>(batch, col::SERVICE_VERSION)?;
         let environment = column::<StringArray>(batch, col::DEPLOYMENT_ENVIRONMENT)?;
         let span_name = required::<StringArray>(batch, col::SPAN_NAME)?;
         let span_kind = required::<StringArray>(batch, col::SPAN_KIND)?;
+        let resources = contexts.map(|c| (c.row_resources(), c.resources()));
+        let mut of_resource = |col| match &resources {
+            Some((groups, count)) => self.strings.column_of_groups(col, groups, *count),
+            None => self.strings.column(col),
+        };
+        let resource_columns = [
+            of_resource(service_name),
+            of_resource(service_version),
+            of_resource(environment),
+        ];
+        let [service_name, service_version, environment] = resource_columns;
         Ok(KeyColumns([
-            self.strings.column(service_name),
-            self.strings.column(service_version),
-            self.strings.column(environment),
+            service_name,
+            service_version,
+            environment,
             self.strings.column(span_name),
             self.strings.column(span_kind),
         ]))
@@ -1395,7 +1433,7 @@ mod tests {
             },
         ];
         let mut r = Rollups::new();
-        r.add_spans(&spans_batch(&spans)).unwrap();
+        r.add_spans(&spans_batch(&spans), None).unwrap();
         assert_eq!(r.len(), 7);
         let batch = r.finish().unwrap();
         assert!(r.is_empty());
@@ -1510,7 +1548,7 @@ mod tests {
     fn add_spans_rejects_batches_without_the_spans_columns() {
         let batch = spans_batch(&[BASE]);
         let without_status = batch.project(&[0, 1, 3, 4, 5, 6, 7]).unwrap();
-        assert!(Rollups::new().add_spans(&without_status).is_err());
+        assert!(Rollups::new().add_spans(&without_status, None).is_err());
         let mut columns = batch.columns().to_vec();
         columns[1] = Arc::new(Int32Array::from(vec![1]));
         let mut fields: Vec<Field> = batch
@@ -1521,7 +1559,7 @@ mod tests {
             .collect();
         fields[1] = Field::new(col::DURATION_NS, arrow_schema::DataType::Int32, false);
         let wrong_type = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-        assert!(Rollups::new().add_spans(&wrong_type).is_err());
+        assert!(Rollups::new().add_spans(&wrong_type, None).is_err());
     }
 
     /// An export-sized batch: a few resources, each a run of spans over two minutes,
@@ -1554,12 +1592,12 @@ mod tests {
         let spans = realistic_spans(&mut rng, &names, 6_000);
         let (a, b) = spans.split_at(2_500);
         let mut whole = Rollups::new();
-        whole.add_spans(&spans_batch(&spans)).unwrap();
+        whole.add_spans(&spans_batch(&spans), None).unwrap();
         let expected = whole.finish().unwrap();
 
         let [mut ra, mut rb] = [a, b].map(|part| {
             let mut r = Rollups::new();
-            r.add_spans(&spans_batch(part)).unwrap();
+            r.add_spans(&spans_batch(part), None).unwrap();
             r
         });
         let mut merged = rb.clone();
@@ -1633,7 +1671,9 @@ mod tests {
         let names: Vec<String> = (0..30).map(|i| format!("/api/v1/operation-{i}")).collect();
         let batch = spans_batch(&realistic_spans(&mut rng, &names, 8192));
         let mut r = Rollups::new();
-        let ns = best_ns_per_item(1000, batch.num_rows(), || r.add_spans(&batch).unwrap());
+        let ns = best_ns_per_item(1000, batch.num_rows(), || {
+            r.add_spans(&batch, None).unwrap()
+        });
         println!(
             "add_spans, 8192-span batch into warm state ({} keys): {ns:.1} ns/span, {:.1} M spans/s",
             r.len(),
@@ -1641,7 +1681,7 @@ mod tests {
         );
         let ns = best_ns_per_item(1000, batch.num_rows(), || {
             let mut r = Rollups::new();
-            r.add_spans(&batch).unwrap();
+            r.add_spans(&batch, None).unwrap();
             r.finish().unwrap();
         });
         println!(

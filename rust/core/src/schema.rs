@@ -45,6 +45,19 @@ pub mod col {
     pub const ATTRIBUTES: &str = "attributes";
 }
 
+/// The columns of `spans` and `logs` whose value every row of a resource repeats
+/// (see [`crate::decode::Contexts`]).
+pub const RESOURCE_COLUMNS: [&str; 5] = [
+    col::SERVICE_NAME,
+    col::SERVICE_VERSION,
+    col::SERVICE_INSTANCE_ID,
+    col::DEPLOYMENT_ENVIRONMENT,
+    col::RESOURCE_ATTRIBUTES,
+];
+
+/// The columns of `spans` and `logs` whose value every row of a scope repeats.
+pub const SCOPE_COLUMNS: [&str; 2] = [col::SCOPE_NAME, col::SCOPE_VERSION];
+
 /// Resource attributes lifted into their own columns.
 pub mod attr {
     pub const SERVICE_NAME: &str = "service.name";

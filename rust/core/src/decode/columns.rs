@@ -17,7 +17,7 @@ use arrow_array::{
 use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
 
-use super::DecodeStats;
+use super::{Contexts, DecodeStats};
 use crate::schema::{self, attr};
 
 /// A UTF-8 column built from raw bytes; see the module docs.
@@ -658,7 +658,8 @@ impl ContextColumns {
         self.rows.push(context);
     }
 
-    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+    /// Appends the columns, and returns which context each row is of.
+    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) -> Result<Contexts, ArrowError> {
         let rows = std::mem::take(&mut self.rows);
         // Sizes first, so that no builder grows (and copies) while it is filled.
         let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
@@ -726,7 +727,10 @@ impl ContextColumns {
         cols.extend([name, version, instance, environment]);
         cols.push(Arc::new(attributes));
         cols.extend([scope_name, scope_version]);
-        Ok(())
+        Ok(Contexts {
+            row_context: ScalarBuffer::from(rows),
+            context_resource: self.contexts.iter().map(|&(r, _)| r as u32).collect(),
+        })
     }
 }
 
@@ -882,7 +886,10 @@ impl SpansBuilder {
         self.rows
     }
 
-    pub(crate) fn finish(mut self, stats: &mut DecodeStats) -> Result<RecordBatch, ArrowError> {
+    pub(crate) fn finish(
+        mut self,
+        stats: &mut DecodeStats,
+    ) -> Result<(RecordBatch, Contexts), ArrowError> {
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.trace_id.finish(stats)?),
             Arc::new(self.span_id.finish(stats)?),
@@ -899,11 +906,14 @@ impl SpansBuilder {
             Arc::new(self.status_code.finish(stats)?),
             Arc::new(self.status_message.finish(stats)?),
         ];
-        self.contexts.finish_into(&mut cols)?;
+        let contexts = self.contexts.finish_into(&mut cols)?;
         cols.push(Arc::new(self.span_attributes.finish(stats)?));
         cols.push(self.events.finish(stats)?);
         cols.push(self.links.finish(stats)?);
-        RecordBatch::try_new(schema::spans_schema(), cols)
+        Ok((
+            RecordBatch::try_new(schema::spans_schema(), cols)?,
+            contexts,
+        ))
     }
 }
 
@@ -1084,7 +1094,10 @@ impl LogsBuilder {
         self.rows
     }
 
-    pub(crate) fn finish(mut self, stats: &mut DecodeStats) -> Result<RecordBatch, ArrowError> {
+    pub(crate) fn finish(
+        mut self,
+        stats: &mut DecodeStats,
+    ) -> Result<(RecordBatch, Contexts), ArrowError> {
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
             Arc::new(self.observed_time.finish()),
@@ -1095,9 +1108,9 @@ impl LogsBuilder {
             Arc::new(self.body.finish(stats)?),
             Arc::new(self.event_name.finish(stats)?),
         ];
-        self.contexts.finish_into(&mut cols)?;
+        let contexts = self.contexts.finish_into(&mut cols)?;
         cols.push(Arc::new(self.log_attributes.finish(stats)?));
-        RecordBatch::try_new(schema::logs_schema(), cols)
+        Ok((RecordBatch::try_new(schema::logs_schema(), cols)?, contexts))
     }
 }
 

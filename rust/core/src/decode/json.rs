@@ -60,8 +60,12 @@ pub fn decode_traces_json(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, E
     };
     let mut stats = read::<Traces, _>(buf, opts, &traces::ENVELOPE, &mut sink)?;
     stats.accepted = sink.out.rows() as u64;
-    let batch = sink.out.finish(&mut stats)?;
-    Ok(Decoded { batch, stats })
+    let (batch, contexts) = sink.out.finish(&mut stats)?;
+    Ok(Decoded {
+        batch,
+        contexts,
+        stats,
+    })
 }
 
 /// Decodes an OTLP/JSON `ExportLogsServiceRequest` into one `logs` batch; see
@@ -74,8 +78,12 @@ pub fn decode_logs_json(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Err
     };
     let mut stats = read::<Logs, _>(buf, opts, &logs::ENVELOPE, &mut sink)?;
     stats.accepted = sink.out.rows() as u64;
-    let batch = sink.out.finish(&mut stats)?;
-    Ok(Decoded { batch, stats })
+    let (batch, contexts) = sink.out.finish(&mut stats)?;
+    Ok(Decoded {
+        batch,
+        contexts,
+        stats,
+    })
 }
 
 /// A signal's request envelope, as serde reads it, and its resources and scopes.

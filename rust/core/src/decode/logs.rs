@@ -27,8 +27,12 @@ pub fn decode_logs(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Error> {
     let mut stats = DecodeStats::default();
     walk_request(buf, &ENVELOPE, &mut d, opts, &mut stats)?;
     stats.accepted = d.out.rows() as u64;
-    let batch = d.out.finish(&mut stats)?;
-    Ok(Decoded { batch, stats })
+    let (batch, contexts) = d.out.finish(&mut stats)?;
+    Ok(Decoded {
+        batch,
+        contexts,
+        stats,
+    })
 }
 
 struct LogDecoder<'a, 'o> {

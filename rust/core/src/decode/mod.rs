@@ -12,6 +12,7 @@ mod wire;
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
+use arrow_buffer::ScalarBuffer;
 
 use columns::{Entries, ResourceCtx, ScopeCtx};
 pub use json::{decode_logs_json, decode_traces_json};
@@ -71,11 +72,52 @@ impl DecodeStats {
     }
 }
 
-/// A decoded request: the batch and what happened while decoding it.
+/// A decoded request: the batch, which of its rows share a resource and a scope, and
+/// what happened while decoding it.
 #[derive(Debug, Clone)]
 pub struct Decoded {
     pub batch: RecordBatch,
+    pub contexts: Contexts,
     pub stats: DecodeStats,
+}
+
+/// Which rows of a decoded batch come from the same (resource, scope) of the request, a
+/// "context": rows of one context hold the same scope columns, and rows of contexts of
+/// one resource the same resource columns ([`crate::schema::RESOURCE_COLUMNS`],
+/// [`crate::schema::SCOPE_COLUMNS`]). The Parquet writer then encodes those columns
+/// once per context or resource rather than once per row. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Contexts {
+    /// For each row, the index of its context among the request's contexts.
+    pub row_context: ScalarBuffer<u32>,
+    /// For each context, the index of its resource among the request's resources.
+    pub context_resource: ScalarBuffer<u32>,
+}
+
+impl Contexts {
+    /// Whether these can be the contexts of a batch of `rows` rows: one per row, each
+    /// naming a context listed.
+    pub fn fit(&self, rows: usize) -> bool {
+        let contexts = self.context_resource.len();
+        self.row_context.len() == rows && self.row_context.iter().all(|&c| (c as usize) < contexts)
+    }
+
+    /// The resource of each row (of contexts that [`Contexts::fit`] their batch).
+    pub fn row_resources(&self) -> Vec<u32> {
+        let resources = &self.context_resource;
+        self.row_context
+            .iter()
+            .map(|&c| resources[c as usize])
+            .collect()
+    }
+
+    /// How many resources the rows' contexts are of: more than any in `context_resource`.
+    pub fn resources(&self) -> usize {
+        self.context_resource
+            .iter()
+            .max()
+            .map_or(0, |&r| r as usize + 1)
+    }
 }
 
 /// Rough rows-per-byte guess, to size builders once. Erring high costs address

@@ -97,6 +97,10 @@ fn same(proto: &Decoded, json: &Decoded) -> Result<(), String> {
         }
         return Err("batches differ".into());
     }
+    let (pc, jc) = (&proto.contexts, &json.contexts);
+    if pc.row_context != jc.row_context || pc.context_resource != jc.context_resource {
+        return Err(format!("contexts differ: {pc:?} vs {jc:?}"));
+    }
     let (mut p, mut j) = (proto.stats.clone(), json.stats.clone());
     p.rejection = without_offset(&p.rejection);
     j.rejection = without_offset(&j.rejection);
