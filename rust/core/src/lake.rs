@@ -258,13 +258,7 @@ impl Lake {
             };
             report.replayed_records += 1;
             report.replayed_rows += decoded.batch.num_rows() as u64;
-            push(
-                &mut state,
-                record.seq,
-                table,
-                decoded.batch,
-                decoded.contexts,
-            );
+            push(&mut state, record.seq, table, decoded);
         }
         Ok((
             Lake {
@@ -315,7 +309,7 @@ impl Lake {
         let mut outcome = IngestOutcome {
             accepted: decoded.stats.accepted,
             rejected: decoded.stats.rejected,
-            stats: decoded.stats,
+            stats: decoded.stats.clone(),
             seq: None,
         };
         if decoded.batch.num_rows() == 0 {
@@ -325,7 +319,7 @@ impl Lake {
             table_of(kind).ok_or_else(|| Error::Internal(format!("unknown record kind {kind}")))?;
         let ticket = {
             let mut st = self.lock()?;
-            let size = decoded.batch.get_array_memory_size();
+            let size = decoded.memory_size();
             if st.bytes + size > self.opts.max_buffer_bytes && !st.batches.is_empty() {
                 return Err(Error::Busy {
                     retry_after_ms: self.retry_after_ms(&st),
@@ -340,7 +334,7 @@ impl Lake {
         let mut st = self.lock()?;
         st.in_flight.remove(&ticket);
         let seq = appended?;
-        push(&mut st, seq, table, decoded.batch, decoded.contexts);
+        push(&mut st, seq, table, decoded);
         outcome.seq = Some(seq);
         Ok(outcome)
     }
@@ -555,8 +549,11 @@ fn quarantine_undecodable(wal_dir: &Path, seq: u64, payload: &[u8]) -> Result<()
     Ok(())
 }
 
-fn push(st: &mut State, seq: u64, table: &'static str, batch: RecordBatch, contexts: Contexts) {
-    let bytes = batch.get_array_memory_size();
+fn push(st: &mut State, seq: u64, table: &'static str, decoded: Decoded) {
+    let bytes = decoded.memory_size();
+    let Decoded {
+        batch, contexts, ..
+    } = decoded;
     st.bytes += bytes;
     st.oldest.get_or_insert_with(Instant::now);
     st.batches.push(Buffered {
@@ -650,6 +647,25 @@ mod tests {
         let next = lake.flush().unwrap();
         assert_eq!(next[0].rows, 8 * 500);
         assert!(next[0].seq > spans.seq);
+    }
+
+    #[test]
+    fn the_budget_counts_the_rows_and_their_contexts() {
+        let dir = TempDir::new("lake-bytes");
+        let mut opts = LakeOptions::new(dir.path());
+        opts.durability = Durability::Os;
+        let (lake, _) = Lake::open(opts.clone()).unwrap();
+        let req = request(0, 500);
+        lake.ingest_traces(&req).unwrap();
+        let decoded = decode_traces(&req, &opts.decode).unwrap();
+        // A context a row, of one resource and scope: at least 4 bytes a row more.
+        assert_eq!(decoded.contexts.row_context.len(), 500);
+        assert!(decoded.memory_size() >= decoded.batch.get_array_memory_size() + 500 * 4 + 4);
+        assert_eq!(lake.buffered_bytes(), decoded.memory_size());
+        // Replayed rows are counted the same.
+        drop(lake);
+        let (lake, _) = Lake::open(opts).unwrap();
+        assert_eq!(lake.buffered_bytes(), decoded.memory_size());
     }
 
     #[test]

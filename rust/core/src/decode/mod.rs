@@ -120,6 +120,15 @@ impl Contexts {
     }
 }
 
+impl Decoded {
+    /// Memory the decoded rows hold while buffered: the batch's buffers and the contexts.
+    pub fn memory_size(&self) -> usize {
+        self.batch.get_array_memory_size()
+            + self.contexts.row_context.inner().capacity()
+            + self.contexts.context_resource.inner().capacity()
+    }
+}
+
 /// Rough rows-per-byte guess, to size builders once. Erring high costs address
 /// space that is never touched; erring low copies every column as it grows. Spans
 /// from instrumented services take about 300 bytes each on the wire.
