@@ -1095,8 +1095,8 @@ fn write_rows<W: Write + Send>(
         ArrowWriter::try_new(out, Arc::clone(&schema), Some(stripped.clone()))?
             .into_serialized_writer()?;
     let parquet_schema = writer.schema_descr().clone();
-    let mut fallback: Option<ArrowRowGroupWriterFactory> = None;
     let props = Arc::new(props);
+    let mut fallback = FallbackWriters::new(&schema, &props);
     let mut strings = StringChunkWriter::new();
     let mut start = 0;
     while start < sorted.num_rows() {
@@ -1113,7 +1113,6 @@ fn write_rows<W: Write + Send>(
         start += len;
         let index = writer.flushed_row_groups().len();
         let mut column_writers = arrow_writers.create_column_writers(index)?.into_iter();
-        let mut fallback_writers: Vec<Option<ArrowColumnWriter>> = Vec::new();
         let mut row_group = writer.next_row_group()?;
         let mut leaf = 0;
         for (i, field) in schema.fields().iter().enumerate() {
@@ -1144,41 +1143,16 @@ fn write_rows<W: Write + Send>(
                         }
                     };
                     for l in compute_leaves(field, &column)? {
-                        let stripped_writer = column_writers.next().ok_or_else(|| {
+                        let no_leaf = || {
                             ArrowError::SchemaError(format!("no Parquet leaf for {}", field.name()))
-                        })?;
-                        let path = parquet_schema.column(leaf).path().clone();
-                        let mut w = if stripped.compression(&path) == props.compression(&path) {
+                        };
+                        let stripped_writer = column_writers.next().ok_or_else(no_leaf)?;
+                        let descr = parquet_schema.column(leaf);
+                        let path = descr.path();
+                        let mut w = if stripped.compression(path) == props.compression(path) {
                             stripped_writer
                         } else {
-                            if fallback_writers.is_empty() {
-                                let factory = match &mut fallback {
-                                    Some(f) => f,
-                                    slot => slot.insert(
-                                        ArrowWriter::try_new(
-                                            std::io::sink(),
-                                            Arc::clone(&schema),
-                                            Some(WriterProperties::clone(&props)),
-                                        )?
-                                        .into_serialized_writer()?
-                                        .1,
-                                    ),
-                                };
-                                fallback_writers = factory
-                                    .create_column_writers(index)?
-                                    .into_iter()
-                                    .map(Some)
-                                    .collect();
-                            }
-                            fallback_writers
-                                .get_mut(leaf)
-                                .and_then(Option::take)
-                                .ok_or_else(|| {
-                                    ArrowError::SchemaError(format!(
-                                        "no Parquet leaf for {}",
-                                        field.name()
-                                    ))
-                                })?
+                            fallback.take(index, leaf)?.ok_or_else(no_leaf)?
                         };
                         w.write(&l)?;
                         w.close()?.append_to_row_group(&mut row_group)?;
@@ -1190,6 +1164,53 @@ fn write_rows<W: Write + Send>(
         row_group.close()?;
     }
     Ok(writer.close()?)
+}
+
+/// arrow-rs column writers made with a file's own properties, for the leaves whose
+/// writers [`write_rows`] makes without a codec (`without_string_codecs`) when one falls
+/// back to arrow-rs: made only then, a row group's set at a time.
+struct FallbackWriters<'a> {
+    schema: &'a SchemaRef,
+    props: &'a WriterProperties,
+    factory: Option<ArrowRowGroupWriterFactory>,
+    /// The row group whose writers these are, and those not taken yet.
+    writers: Option<(usize, Vec<Option<ArrowColumnWriter>>)>,
+}
+
+impl<'a> FallbackWriters<'a> {
+    fn new(schema: &'a SchemaRef, props: &'a WriterProperties) -> Self {
+        FallbackWriters {
+            schema,
+            props,
+            factory: None,
+            writers: None,
+        }
+    }
+
+    /// The writer of leaf `leaf` in row group `row_group`, `None` if already taken.
+    fn take(&mut self, row_group: usize, leaf: usize) -> Result<Option<ArrowColumnWriter>> {
+        if self.writers.as_ref().is_none_or(|(rg, _)| *rg != row_group) {
+            let factory = match &mut self.factory {
+                Some(f) => f,
+                slot => slot.insert(
+                    ArrowWriter::try_new(
+                        std::io::sink(),
+                        Arc::clone(self.schema),
+                        Some(self.props.clone()),
+                    )?
+                    .into_serialized_writer()?
+                    .1,
+                ),
+            };
+            let writers = factory.create_column_writers(row_group)?;
+            self.writers = Some((row_group, writers.into_iter().map(Some).collect()));
+        }
+        Ok(self
+            .writers
+            .as_mut()
+            .and_then(|(_, w)| w.get_mut(leaf))
+            .and_then(Option::take))
+    }
 }
 
 /// `props` with no compression on the leaves [`StringChunkWriter`] would write (the

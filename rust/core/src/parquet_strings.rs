@@ -1255,17 +1255,25 @@ mod tests {
         let batch =
             RecordBatch::try_new(Arc::new(schema), vec![Arc::new(words), Arc::new(map)]).unwrap();
         let mut file = Vec::new();
-        let meta = write_parquet(&mut file, &batch, props()).unwrap();
+        // Row groups of 300 rows: the fallback writers are made again for each.
+        let props = props()
+            .into_builder()
+            .set_max_row_group_row_count(Some(300))
+            .build();
+        let meta = write_parquet(&mut file, &batch, props).unwrap();
         assert_eq!(read(&file, None), batch);
-        let columns = meta.row_group(0).columns();
-        assert_eq!(columns.len(), 3);
-        for c in columns {
-            assert!(
-                matches!(c.compression(), Compression::ZSTD(_)),
-                "{} is {}",
-                c.column_path(),
-                c.compression()
-            );
+        assert_eq!(meta.num_row_groups(), 4);
+        for row_group in meta.row_groups() {
+            let columns = row_group.columns();
+            assert_eq!(columns.len(), 3);
+            for c in columns {
+                assert!(
+                    matches!(c.compression(), Compression::ZSTD(_)),
+                    "{} is {}",
+                    c.column_path(),
+                    c.compression()
+                );
+            }
         }
     }
 
