@@ -282,8 +282,12 @@ def test_compaction_keeps_the_writers_encodings_and_size(tmp_path: Path) -> None
     assert len(compacted) < len(flushed)
     size = sum(map(os.path.getsize, compacted))
     assert size <= sum(map(os.path.getsize, flushed)) * 1.02
-    plain = set(_core.plain_columns("spans"))
-    assert plain >= {"span_id", "start_time"}
+    plain = dict(_core.plain_columns("spans"))
+    assert plain.items() >= {
+        ("span_id", "PLAIN"),
+        ("start_time", "PLAIN"),
+        ("duration_ns", "DELTA_BINARY_PACKED"),
+    }
     for meta in (pq.ParquetFile(f).metadata for f in compacted):
         for g in range(meta.num_row_groups):
             for c in range(meta.num_columns):
@@ -291,6 +295,7 @@ def test_compaction_keeps_the_writers_encodings_and_size(tmp_path: Path) -> None
                 dictionary = any("DICTIONARY" in e for e in column.encodings)
                 if column.path_in_schema in plain:
                     assert not dictionary, column.path_in_schema
+                    assert plain[column.path_in_schema] in column.encodings
                 elif column.path_in_schema == "service_name":
                     assert dictionary
 

@@ -178,8 +178,11 @@ def compaction_properties(table: str) -> WriterProperties:
     """
     if table not in TABLES:
         return WriterProperties(compression="ZSTD", compression_level=3)
-    plain = set(_core.plain_columns(table))
-    columns = {name: ColumnProperties(dictionary_enabled=False) for name in plain}
+    plain = dict(_core.plain_columns(table))
+    columns = {
+        name: ColumnProperties(dictionary_enabled=False, encoding=encoding)  # type: ignore[arg-type]
+        for name, encoding in plain.items()
+    }
     if "trace_id" in table_schema(table).names:
         columns["trace_id"] = ColumnProperties(
             dictionary_enabled=False if "trace_id" in plain else None,

@@ -103,12 +103,16 @@ fn table_schema(name: &str) -> PyResult<pyo3_arrow::PySchema> {
     Ok(pyo3_arrow::PySchema::new(s))
 }
 
-/// The columns of a lake table that its data files store without a dictionary.
+/// The columns of a lake table that its data files store without a dictionary, each with
+/// its Parquet encoding (`PLAIN`, `DELTA_BINARY_PACKED`).
 #[pyfunction]
-fn plain_columns(name: &str) -> PyResult<Vec<&'static str>> {
-    aftershock_core::parquet_files::plain_columns(name)
-        .map(<[&str]>::to_vec)
-        .map_err(|e| pyo3::exceptions::PyKeyError::new_err(e.to_string()))
+fn plain_columns(name: &str) -> PyResult<Vec<(&'static str, String)>> {
+    let columns = aftershock_core::parquet_files::plain_columns(name)
+        .map_err(|e| pyo3::exceptions::PyKeyError::new_err(e.to_string()))?;
+    Ok(columns
+        .into_iter()
+        .map(|(name, encoding)| (name, format!("{encoding:?}")))
+        .collect())
 }
 
 #[pymodule]
