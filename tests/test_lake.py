@@ -167,9 +167,11 @@ def test_maintenance_drops_expired_log_entries(tmp_path: Path) -> None:
             w.flush()
         log = tmp_path / "spans" / "_delta_log"
         before = sorted(p.name for p in log.glob("*.json"))
-        two_days_ago = time.time() - 2 * 86400
+        # Older than the retention, which must be minutes, not days: every delta-rs commit
+        # lists the whole log directory.
+        ten_minutes_ago = time.time() - 600
         for p in log.iterdir():
-            os.utime(p, (two_days_ago, two_days_ago))
+            os.utime(p, (ten_minutes_ago, ten_minutes_ago))
         txn = DeltaTable(str(tmp_path / "spans")).transaction_version(w.receiver_id)
         # Also compacts (new commits, not expired); `now` keeps the 2025 test rows in retention.
         w.maintain(now=dt.datetime(2025, 12, 2, tzinfo=dt.timezone.utc))

@@ -57,9 +57,13 @@ MAINTENANCE_LOCK_FILE = ".maintenance.lock"
 #: 100, 11 ms on average with 10 (5 and 20 measured about the same; 2 was dearer).
 CHECKPOINT_INTERVAL = 10
 #: How long maintenance keeps Delta log entries (commits, checkpoints) once a later checkpoint
-#: covers them: only time travel reads them, and with a checkpoint every 10 commits a busy
-#: table writes thousands a day (a checkpoint holds ~380 bytes per live data file).
-LOG_RETENTION = "interval 1 days"
+#: covers them. Only time travel reads them, but delta-rs lists the whole ``_delta_log``
+#: directory of a local table at every update and commit: a commit cost ~6 ms of CPU with 100
+#: files there, 13 ms with 1,000 and 43 ms with 6,600 (benches/README.md, commits), and a
+#: writer flushing every 2 s makes 43K commits a day per table. Five minutes of a busy
+#: writer's commits (one or two a second per table) plus their checkpoints are a few hundred
+#: to a thousand files.
+LOG_RETENTION = "interval 5 minutes"
 #: An explicit flush() stops after this many slices even if ingest keeps adding rows.
 MAX_FLUSH_SLICES = 64
 #: How often the flush thread looks at the buffered size between age-based flushes.
