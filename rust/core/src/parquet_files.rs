@@ -24,7 +24,8 @@ use arrow_array::{
     RecordBatch, StringArray, StructArray, UInt32Array,
 };
 use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{ArrowError, DataType, Fields, SchemaRef, TimeUnit};
+use arrow_ord::ord::make_comparator;
+use arrow_schema::{ArrowError, DataType, Fields, SchemaRef, SortOptions, TimeUnit};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take;
 use chrono::DateTime;
@@ -142,12 +143,15 @@ struct Layout {
     /// Columns of random ids written without a dictionary (a subset of `plain`),
     /// compressed at `ParquetOptions::id_zstd_level`.
     random_ids: &'static [&'static str],
-    /// Integer columns whose values vary independently from row to row (a subset of
-    /// `plain`), written DELTA_BINARY_PACKED and compressed at
-    /// `ParquetOptions::id_zstd_level`: bit-packing leaves zstd nothing to find, and zstd
-    /// on the PLAIN values was the dearest encoding of a flush per byte, many short matches
-    /// of high bytes.
-    delta: &'static [&'static str],
+    /// Integer columns written DELTA_BINARY_PACKED and not compressed (a subset of
+    /// `plain`): values that vary independently from row to row, which bit packing
+    /// shrinks about as well as zstd does PLAIN, at a fraction of zstd's cost (zstd on
+    /// PLAIN integers was the dearest work per byte of a flush: many short matches of
+    /// high bytes), leaving zstd nothing to find.
+    delta_packed: &'static [&'static str],
+    /// Columns written without compression: dictionary indices of too many distinct
+    /// values for zstd to find anything in them.
+    uncompressed: &'static [&'static str],
 }
 
 fn layout(table: &str) -> Result<Layout> {
@@ -175,7 +179,8 @@ fn layout(table: &str) -> Result<Layout> {
             // level 3, which cost ~430 instructions a span. Start and end times are not:
             // sorted by trace, they jump by hours between traces, and bit-packed they
             // took 5.7 instead of 3.9-4.2 B/span.
-            delta: &[col::DURATION_NS],
+            delta_packed: &[col::DURATION_NS],
+            uncompressed: &[],
         },
         LOGS => Layout {
             schema: schema::logs_schema(),
@@ -183,7 +188,8 @@ fn layout(table: &str) -> Result<Layout> {
             sort_by: &[col::SERVICE_NAME, col::TIME],
             plain: &[col::TIME, col::OBSERVED_TIME, col::SPAN_ID],
             random_ids: &[col::SPAN_ID],
-            delta: &[],
+            delta_packed: &[],
+            uncompressed: &[],
         },
         ROLLUPS => Layout {
             schema: schema::rollups_schema(),
@@ -204,7 +210,19 @@ fn layout(table: &str) -> Result<Layout> {
                 rollup_col::DURATION_MAX_NS,
             ],
             random_ids: &[],
-            delta: &[],
+            // PLAIN, zstd packed them to 3.5 bytes a value but took ~1.1K instructions
+            // a row, a third of writing rollups; bit packed they take a little less
+            // (119 instead of 121 KB) for ~200.
+            delta_packed: &[
+                rollup_col::DURATION_SUM_NS,
+                rollup_col::DURATION_MIN_NS,
+                rollup_col::DURATION_MAX_NS,
+            ],
+            // zstd took 2% off these on the realistic flush bench (1.1 KB of 246) and
+            // nothing on spans within seconds, for ~100 instructions a row. Not the
+            // sketches' buckets: 2% on the first, but 42% on the second (long sketches
+            // of consecutive buckets).
+            uncompressed: &[rollup_col::P50_NS, rollup_col::P95_NS, rollup_col::P99_NS],
         },
         other => {
             return Err(ArrowError::InvalidArgumentError(format!(
@@ -216,14 +234,14 @@ fn layout(table: &str) -> Result<Layout> {
 }
 
 /// The columns of `table` written without a dictionary (see `Layout::plain`), each with
-/// its encoding (`Layout::delta`), so that other writers of the same table (compaction)
+/// its encoding (`Layout::delta_packed`), so that other writers of the same table (compaction)
 /// can use the same encodings.
 pub fn plain_columns(table: &str) -> Result<Vec<(&'static str, Encoding)>> {
     let layout = layout(table)?;
     Ok(layout
         .plain
         .iter()
-        .map(|&name| match layout.delta.contains(&name) {
+        .map(|&name| match layout.delta_packed.contains(&name) {
             true => (name, Encoding::DELTA_BINARY_PACKED),
             false => (name, Encoding::PLAIN),
         })
@@ -305,7 +323,11 @@ pub fn write_data_files(
     for name in layout.sort_by {
         keys.push(Arc::clone(column(&batch, name)?));
     }
-    let order = sort_order(&keys)?;
+    let identity = in_order(&keys)?;
+    let order = match identity {
+        true => UInt32Array::from_iter_values(0..batch.num_rows() as u32),
+        false => sort_order(&keys)?,
+    };
     drop(keys);
     let runs = runs(batches, order.values());
     let columns = layout
@@ -320,7 +342,11 @@ pub fn write_data_files(
                 let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
                 SortedColumn::Array(gather(field.data_type(), &parts, &runs, order.len())?)
             } else {
-                SortedColumn::Array(take(column(&batch, field.name())?.as_ref(), &order, None)?)
+                let column = column(&batch, field.name())?;
+                SortedColumn::Array(match identity {
+                    true => Arc::clone(column),
+                    false => take(column.as_ref(), &order, None)?,
+                })
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -539,6 +565,30 @@ pub(crate) fn null_count(
             None => 0,
         })
         .sum()
+}
+
+/// Whether the rows are in the order of `keys` already (NULLs first, as [`sort_order`]
+/// ranks them), so that [`sort_order`] would return them as they are: rollups arrive
+/// sorted by minute and key from [`crate::rollup::Rollups::finish`], and ranking their
+/// keys to sort them again was a tenth of writing them. Rows out of order usually show
+/// within the first few (spans), where the check stops.
+fn in_order(keys: &[ArrayRef]) -> Result<bool> {
+    let opts = SortOptions {
+        descending: false,
+        nulls_first: true,
+    };
+    let compare = keys
+        .iter()
+        .map(|k| make_comparator(k.as_ref(), k.as_ref(), opts))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let rows = keys.first().map_or(0, |k| k.len());
+    Ok((1..rows).all(|row| {
+        compare
+            .iter()
+            .map(|c| c(row - 1, row))
+            .find(|o| o.is_ne())
+            .is_none_or(|o| o.is_lt())
+    }))
 }
 
 /// The row indices that sort `keys` (ascending, nulls first, the first key first): the
@@ -1005,11 +1055,16 @@ fn writer_properties(
         props = props.set_column_dictionary_enabled(ColumnPath::from(*name), false);
     }
     let id_codec = Compression::ZSTD(ZstdLevel::try_new(opts.id_zstd_level)?);
-    for name in layout.random_ids.iter().chain(layout.delta) {
+    for name in layout.random_ids {
         props = props.set_column_compression(ColumnPath::from(*name), id_codec);
     }
-    for name in layout.delta {
-        props = props.set_column_encoding(ColumnPath::from(*name), Encoding::DELTA_BINARY_PACKED);
+    for name in layout.delta_packed {
+        props = props
+            .set_column_encoding(ColumnPath::from(*name), Encoding::DELTA_BINARY_PACKED)
+            .set_column_compression(ColumnPath::from(*name), Compression::UNCOMPRESSED);
+    }
+    for name in layout.uncompressed {
+        props = props.set_column_compression(ColumnPath::from(*name), Compression::UNCOMPRESSED);
     }
     // Min/max of attribute keys and values, event and link fields, cost a tenth of the
     // write (a string comparison per value) and prune nothing: no engine pushes a filter
@@ -1947,8 +2002,15 @@ mod tests {
             )
             .unwrap();
             assert_eq!(sorted(&sort_order(&keys).unwrap()), sorted(&want));
+            // Rows found in order already are those `sort_order` leaves as they are.
+            assert!(!in_order(&keys).unwrap());
+            let in_place = sorted(&want);
+            assert!(in_order(&in_place).unwrap());
+            let identity: Vec<u32> = (0..rows as u32).collect();
+            assert_eq!(sort_order(&in_place).unwrap().values().to_vec(), identity);
         }
         assert_eq!(sort_order(&[]).unwrap().len(), 0);
+        assert!(in_order(&[]).unwrap());
     }
 
     #[test]
@@ -2541,6 +2603,25 @@ mod tests {
         let mut rollups = Rollups::new();
         rollups.add_spans(&spans_batch(300), None).unwrap();
         let batch = rollups.finish().unwrap();
+        // Durations of every size and sign, as clock skew and saturated sums make them:
+        // bit packing (`Layout::delta_packed`) must give them back exactly.
+        let mut columns = batch.columns().to_vec();
+        let mut rng = Rng(7);
+        for name in [
+            rollup_col::DURATION_SUM_NS,
+            rollup_col::DURATION_MIN_NS,
+            rollup_col::DURATION_MAX_NS,
+        ] {
+            let values = (0..batch.num_rows()).map(|row| match row % 5 {
+                0 => i64::MAX,
+                1 => i64::MIN,
+                2 => -(rng.below(1000) as i64),
+                _ => (rng.unit() * 1e12) as i64,
+            });
+            columns[batch.schema().index_of(name).unwrap()] =
+                Arc::new(Int64Array::from_iter_values(values));
+        }
+        let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
         let files = write_data_files(
             &dir.0,
             ROLLUPS,
@@ -2554,6 +2635,8 @@ mod tests {
             files.iter().map(|f| f.rows).sum::<u64>(),
             batch.num_rows() as u64
         );
+        let days: Vec<RecordBatch> = files.iter().map(|f| read(&dir.0.join(&f.path))).collect();
+        assert_eq!(concat_batches(&batch.schema(), &days).unwrap(), batch);
         for f in &files {
             let path = dir.0.join(&f.path);
             let got = read(&path);
@@ -2584,6 +2667,19 @@ mod tests {
                     plain,
                     "{}",
                     c.column_path()
+                );
+                // The plain ones are bit packed (`Layout::delta_packed`); they and the
+                // `Layout::uncompressed` columns are not compressed.
+                let path = c.column_path().string();
+                let packed = c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED);
+                assert_eq!(packed, plain, "{path}");
+                let uncompressed = plain
+                    || [rollup_col::P50_NS, rollup_col::P95_NS, rollup_col::P99_NS]
+                        .contains(&path.as_str());
+                assert_eq!(
+                    c.compression() == Compression::UNCOMPRESSED,
+                    uncompressed,
+                    "{path}"
                 );
             }
             assert!(f.stats_json.contains("\"p50_ns\":"));

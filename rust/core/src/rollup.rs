@@ -260,20 +260,31 @@ impl DenseCounts {
     }
 }
 
-/// The first bucket, in bucket order, whose running count exceeds `rank`; the last
-/// bucket if none does, which happens only when `total - 1` rounds up to `total` as
-/// f64 (above 2^53). `entries` is not empty.
-fn bucket_past(entries: impl Iterator<Item = (i32, u64)>, rank: f64) -> i32 {
+/// For each of `ranks`, which ascend, the first bucket, in bucket order, whose running
+/// count exceeds it; the last bucket if none does, which happens only when `total - 1`
+/// rounds up to `total` as f64 (above 2^53). One walk of `entries`, empty only for an
+/// empty sketch, whose quantiles are `None` whatever this returns.
+fn buckets_past<const N: usize>(
+    entries: impl Iterator<Item = (i32, u64)>,
+    ranks: [f64; N],
+) -> [i32; N] {
+    let mut out = [0; N];
+    let mut next = 0;
     let mut seen = 0u64;
     let mut last = 0;
     for (b, n) in entries {
         seen += n;
-        if seen as f64 > rank {
-            return b;
+        while next < N && seen as f64 > ranks[next] {
+            out[next] = b;
+            next += 1;
+        }
+        if next == N {
+            return out;
         }
         last = b;
     }
-    last
+    out[next..].fill(last);
+    out
 }
 
 /// Equal when they hold the same counts, whichever form each keeps them in.
@@ -328,17 +339,26 @@ impl LatencySketch {
     /// The `q`-quantile (q in [0, 1]) in nanoseconds, under the rank rule in the type's
     /// docs; `None` for an empty sketch or a `q` outside [0, 1].
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if !(0.0..=1.0).contains(&q) || self.total == 0 {
-            return None;
-        }
-        let rank = q * (self.total - 1) as f64;
+        self.quantiles([q])[0]
+    }
+
+    /// [`LatencySketch::quantile`] of each of `qs` in one walk of the buckets, for
+    /// [`Rollups::finish`]'s three quantiles of every row. The valid ones among `qs`
+    /// must ascend.
+    fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<f64>; N] {
+        let valid = qs.map(|q| (0.0..=1.0).contains(&q) && self.total > 0);
+        // An invalid `q` ranks first, so that it never holds up the walk.
+        let ranks: [f64; N] = std::array::from_fn(|k| match valid[k] {
+            true => qs[k] * (self.total - 1) as f64,
+            false => f64::NEG_INFINITY,
+        });
         // A loop per form rather than one over `buckets()`, whose chained iterators
         // cost more than the walk itself on a few inline buckets.
-        let bucket = match &self.counts {
-            Counts::Inline(c) => bucket_past(c.entries(), rank),
-            Counts::Dense(c) => bucket_past(c.entries(), rank),
+        let buckets = match &self.counts {
+            Counts::Inline(c) => buckets_past(c.entries(), ranks),
+            Counts::Dense(c) => buckets_past(c.entries(), ranks),
         };
-        Some(bucket_value(bucket))
+        std::array::from_fn(|k| valid[k].then(|| bucket_value(buckets[k])))
     }
 
     /// Callers keep `bucket` within 0..=MAX_BUCKET, which bounds the dense range.
@@ -577,13 +597,16 @@ impl Hasher for FoldHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut words = bytes.chunks_exact(8);
         for w in &mut words {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            self.mix(u64::from_le_bytes(word));
+            self.mix(le_u64(w));
         }
-        let mut tail = [0u8; 8];
-        tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        self.mix(u64::from_le_bytes(tail) ^ bytes.len() as u64);
+        let tail = words.remainder();
+        // The tail's length in the top byte keeps tails of different lengths apart
+        // whatever their bytes (a length xor-ed in did not).
+        self.mix(tail_word(tail) | (tail.len() as u64) << 56);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.mix(n.into());
     }
 
     fn write_u32(&mut self, n: u32) {
@@ -603,11 +626,53 @@ impl Hasher for FoldHasher {
     }
 }
 
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+fn le_u32(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(word).into()
+}
+
+/// The little-endian value of up to 7 bytes, read in at most two loads that may
+/// overlap rather than copied into a zeroed word: a copy of a variable length is a
+/// call to `memcpy`, which cost more than the hashing around it.
+fn tail_word(tail: &[u8]) -> u64 {
+    let len = tail.len();
+    match len {
+        0 => 0,
+        1..=3 => {
+            let byte = |k: usize| u64::from(tail[k]) << (8 * k);
+            byte(0) | byte(len / 2) | byte(len - 1)
+        }
+        _ => le_u32(tail) | le_u32(&tail[len - 4..]) << (8 * (len - 4)),
+    }
+}
+
+/// Slots of [`Interner::column`]'s table of recent values.
+const RECENT_SLOTS: usize = 64;
+
+/// The slot of `bytes` in [`Interner::column`]'s table: unseeded, since strings
+/// crafted to share a slot only fall back to the seeded map.
+fn recent_slot(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    let words = match len {
+        0..8 => tail_word(bytes),
+        _ => le_u64(bytes) ^ le_u64(&bytes[len - 8..]).rotate_left(32),
+    };
+    let mixed = (words ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
+}
+
 /// An interned string; [`NULL`] for a null key column.
 type Sym = u32;
 const NULL: Sym = Sym::MAX;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     minute: i64,
     service_name: Sym,
@@ -615,6 +680,17 @@ struct Key {
     deployment_environment: Sym,
     span_name: Sym,
     span_kind: Sym,
+}
+
+/// Four words rather than the derived six: one multiply each, per span.
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let pair = |a: Sym, b: Sym| u64::from(a) | u64::from(b) << 32;
+        state.write_i64(self.minute);
+        state.write_u64(pair(self.service_name, self.service_version));
+        state.write_u64(pair(self.deployment_environment, self.span_name));
+        state.write_u32(self.span_kind);
+    }
 }
 
 impl Key {
@@ -661,22 +737,27 @@ impl Interner {
         self.names.get(sym as usize).map(|s| &**s)
     }
 
-    /// Symbols of a string column. Spans arrive grouped by resource and scope, so
-    /// most rows repeat the previous row's value and skip the hash lookup.
+    /// Symbols of a string column. A column holds few distinct values (span kinds,
+    /// the operations of a few services), so each row first tries the value last
+    /// seen in its slot of a small table indexed by the string's length and end
+    /// words: a comparison, where the map's lookup hashes every word of the string and
+    /// probes. Mostly that is the previous row's value (spans arrive grouped by
+    /// resource and scope), which is what was tried alone before.
     fn column(&mut self, col: &StringArray) -> Vec<Sym> {
         let mut out = Vec::with_capacity(col.len());
-        let mut prev: Option<(&str, Sym)> = None;
+        let mut recent: [Option<(&str, Sym)>; RECENT_SLOTS] = [None; RECENT_SLOTS];
         for i in 0..col.len() {
             if col.is_null(i) {
                 out.push(NULL);
                 continue;
             }
             let s = col.value(i);
-            let sym = match prev {
-                Some((p, sym)) if p == s => sym,
+            let slot = &mut recent[recent_slot(s.as_bytes())];
+            let sym = match *slot {
+                Some((r, sym)) if r == s => sym,
                 _ => {
                     let sym = self.intern(s);
-                    prev = Some((s, sym));
+                    *slot = Some((s, sym));
                     sym
                 }
             };
@@ -809,25 +890,17 @@ impl Rollups {
         } = std::mem::take(self);
 
         // Sort by string rank rather than by string, so comparisons are integer
-        // compares; NULL (Sym::MAX) ranks after every string.
+        // compares; NULL ranks after every string.
         let mut by_name: Vec<Sym> = (0..strings.names.len() as Sym).collect();
         by_name
             .sort_unstable_by(|&a, &b| strings.names[a as usize].cmp(&strings.names[b as usize]));
-        let mut rank = vec![NULL; by_name.len()];
+        let null_rank = by_name.len() as Sym;
+        let mut rank = vec![null_rank; by_name.len()];
         for (r, &sym) in by_name.iter().enumerate() {
             rank[sym as usize] = r as Sym;
         }
-        let rank_of = |sym: Sym| rank.get(sym as usize).copied().unwrap_or(NULL);
-        // Sort keys built once per row rather than in every comparison, where the
-        // rank lookups were most of the sort. Keys are distinct, so the row index
-        // never decides and the order is that of the keys alone.
-        let mut sort_keys: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.minute, k.syms().map(rank_of), i))
-            .collect();
-        sort_keys.sort_unstable();
-        let order: Vec<usize> = sort_keys.into_iter().map(|(_, _, i)| i).collect();
+        let rank_of = |sym: Sym| rank.get(sym as usize).copied().unwrap_or(null_rank);
+        let order = sorted_rows(&keys, rank_of, null_rank);
 
         let key_col = |pick: fn(&Key) -> Sym| -> ArrayRef {
             Arc::new(StringArray::from_iter(
@@ -839,10 +912,12 @@ impl Rollups {
                 order.iter().map(|&i| pick(&aggs[i])),
             ))
         };
-        let quantile_col = |q: f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter(
-                order.iter().map(|&i| aggs[i].sketch.quantile(q)),
-            ))
+        let quantiles: Vec<[Option<f64>; 3]> = order
+            .iter()
+            .map(|&i| aggs[i].sketch.quantiles([0.5, 0.95, 0.99]))
+            .collect();
+        let quantile_col = |k: usize| -> ArrayRef {
+            Arc::new(Float64Array::from_iter(quantiles.iter().map(|q| q[k])))
         };
         let minute =
             TimestampNanosecondArray::from_iter_values(order.iter().map(|&i| keys[i].minute))
@@ -860,9 +935,9 @@ impl Rollups {
             int_col(|a| a.min_ns),
             int_col(|a| a.max_ns),
             Arc::new(sketch_array(order.iter().map(|&i| &aggs[i].sketch))?),
-            quantile_col(0.5),
-            quantile_col(0.95),
-            quantile_col(0.99),
+            quantile_col(0),
+            quantile_col(1),
+            quantile_col(2),
         ];
         Ok(RecordBatch::try_new(schema::rollups_schema(), columns)?)
     }
@@ -905,6 +980,48 @@ impl Rollups {
             self.strings.column(span_name),
             self.strings.column(span_kind),
         ]))
+    }
+}
+
+/// The rows of `keys` (distinct) in order of minute then the ranks of their symbols,
+/// `rank_of` giving each a rank of at most `max_rank`. Sort keys are built once per row
+/// rather than in every comparison, where the rank lookups were most of the sort, and
+/// packed into one `u128` when they fit (the minute relative to the earliest, the ranks
+/// and the row, each in the bits its largest value needs), which sorts in a third of
+/// the instructions of the tuples. Keys are distinct, so the row never decides.
+fn sorted_rows(keys: &[Key], rank_of: impl Fn(Sym) -> Sym, max_rank: Sym) -> Vec<usize> {
+    let bits = |n: u64| 64 - n.leading_zeros();
+    let earliest = keys.iter().map(|k| k.minute).min().unwrap_or(0);
+    // The true difference, in 0..2^64 since `earliest` is the minimum.
+    let since = |k: &Key| k.minute.wrapping_sub(earliest) as u64;
+    let minute_bits = bits(keys.iter().map(since).max().unwrap_or(0));
+    let rank_bits = bits(max_rank.into());
+    let row_bits = bits(keys.len() as u64);
+    if minute_bits + 5 * rank_bits + row_bits <= 128 {
+        let mut packed: Vec<u128> = keys
+            .iter()
+            .enumerate()
+            .map(|(row, k)| {
+                let key = k.syms().into_iter().fold(u128::from(since(k)), |key, sym| {
+                    key << rank_bits | u128::from(rank_of(sym))
+                });
+                key << row_bits | row as u128
+            })
+            .collect();
+        packed.sort_unstable();
+        let row_mask = (1u128 << row_bits) - 1;
+        packed
+            .into_iter()
+            .map(|p| (p & row_mask) as usize)
+            .collect()
+    } else {
+        let mut sort_keys: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(row, k)| (k.minute, k.syms().map(&rank_of), row))
+            .collect();
+        sort_keys.sort_unstable();
+        sort_keys.into_iter().map(|(_, _, row)| row).collect()
     }
 }
 
@@ -1544,6 +1661,39 @@ mod tests {
         assert_eq!(p99.value(3), three.quantile(0.99).unwrap());
     }
 
+    /// The rows of `batch` strictly ascend by minute then the key columns, NULLs last.
+    fn assert_in_key_order(batch: &RecordBatch) {
+        let nulls_last = |s: &Option<String>| (s.is_none(), s.clone());
+        let key = |r: &Row| {
+            let (minute, service, version, environment, name, kind, _) = r;
+            let optional = [service, version, environment].map(nulls_last);
+            (*minute, optional, name.clone(), kind.clone())
+        };
+        let rows = rows(batch);
+        assert!(rows.windows(2).all(|w| key(&w[0]) < key(&w[1])));
+    }
+
+    #[test]
+    fn rows_are_in_key_order_when_sort_keys_do_not_pack_into_128_bits() {
+        // Minutes 2^63 ns apart take 64 bits, 1,100 names and rows 11 bits each: 130.
+        let names: Vec<String> = (0..1_100).map(|i| format!("op-{i}")).collect();
+        let spans: Vec<Span> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Span {
+                start: [i64::MIN / 2, 0, i64::MAX / 2][i % 3],
+                service: [Some("checkout"), None][i % 2],
+                name,
+                ..BASE
+            })
+            .collect();
+        let mut r = Rollups::new();
+        r.add_spans(&spans_batch(&spans), None).unwrap();
+        let batch = r.finish().unwrap();
+        assert_eq!(batch.num_rows(), spans.len());
+        assert_in_key_order(&batch);
+    }
+
     #[test]
     fn add_spans_rejects_batches_without_the_spans_columns() {
         let batch = spans_batch(&[BASE]);
@@ -1594,6 +1744,7 @@ mod tests {
         let mut whole = Rollups::new();
         whole.add_spans(&spans_batch(&spans), None).unwrap();
         let expected = whole.finish().unwrap();
+        assert_in_key_order(&expected);
 
         let [mut ra, mut rb] = [a, b].map(|part| {
             let mut r = Rollups::new();
@@ -1614,6 +1765,85 @@ mod tests {
             merge_rollups(&[expected.clone(), Rollups::new().finish().unwrap()]).unwrap(),
             expected
         );
+    }
+
+    #[test]
+    fn quantiles_in_one_walk_are_those_of_the_rank_rule_one_by_one() {
+        let mut rng = Rng(5);
+        let mut sketches = vec![
+            LatencySketch::new(),
+            sketch_of(&[1_000]),
+            sketch_of(&[5; 7]),
+            sketch_of(&[0, i64::MAX]),
+        ];
+        // 8 occupied buckets or fewer stay inline, more go dense.
+        for n in [2, 8, 9, 50, 1_000] {
+            let values: Vec<i64> = (0..n)
+                .map(|_| (1e6 * (2.0 * rng.normal()).exp()) as i64)
+                .collect();
+            sketches.push(sketch_of(&values));
+        }
+        for s in &sketches {
+            let buckets: Vec<(i32, u64)> = s.buckets().collect();
+            let expected = |q: f64| {
+                if !(0.0..=1.0).contains(&q) || s.count() == 0 {
+                    return None;
+                }
+                let rank = q * (s.count() - 1) as f64;
+                let mut seen = 0;
+                let past = buckets.iter().find(|&&(_, n)| {
+                    seen += n;
+                    seen as f64 > rank
+                });
+                Some(bucket_value(past.unwrap_or(&buckets[buckets.len() - 1]).0))
+            };
+            let three = [0.5, 0.95, 0.99];
+            assert_eq!(s.quantiles(three), three.map(expected));
+            assert_eq!(s.quantiles(QS), QS.map(expected));
+            let invalid = [-1.0, 0.3, f64::NAN, 0.7, 2.0];
+            assert_eq!(s.quantiles(invalid), invalid.map(expected));
+            for q in QS {
+                assert_eq!(s.quantile(q), expected(q));
+            }
+        }
+    }
+
+    #[test]
+    fn interned_columns_give_each_row_its_own_string() {
+        let mut rng = Rng(3);
+        // Lengths from 0 to 42, 300 values sharing the table's 64 slots, and few
+        // values (span kinds) that each keep theirs.
+        let many: Vec<String> = (0..300)
+            .map(|i| "x".repeat(i % 40) + &i.to_string())
+            .collect();
+        let few = ["", "a", "SERVER", "CLIENT", "INTERNAL"].map(String::from);
+        for values in [&many[..], &few[..]] {
+            let rows: Vec<Option<&str>> = (0..5_000)
+                .map(|_| values.get(rng.below(values.len() + 1)).map(String::as_str))
+                .collect();
+            let mut interner = Interner::default();
+            let syms = interner.column(&StringArray::from(rows.clone()));
+            let got: Vec<Option<&str>> = syms.iter().map(|&s| interner.resolve(s)).collect();
+            assert_eq!(got, rows);
+        }
+    }
+
+    #[test]
+    fn hashes_of_strings_tell_lengths_and_bytes_apart() {
+        let state = FoldState::default();
+        // Distinct texts: both kinds of empty string are one.
+        let texts: std::collections::BTreeSet<String> = (0..=20)
+            .flat_map(|len| {
+                [
+                    "a".repeat(len),
+                    "\0".repeat(len),
+                    format!("{}b", "a".repeat(len)),
+                ]
+            })
+            .collect();
+        let hashes: std::collections::HashSet<u64> =
+            texts.iter().map(|t| state.hash_one(t.as_str())).collect();
+        assert_eq!(hashes.len(), texts.len());
     }
 
     #[test]
