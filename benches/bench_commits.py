@@ -42,6 +42,22 @@ from test_parquet_files import realistic_request  # noqa: E402
 from aftershock import lake  # noqa: E402
 
 
+def timed_commits(writer: lake.LakeWriter, table: str | None = None) -> list[float]:
+    """The CPU seconds of each of ``writer``'s commits that add files (of ``table`` only, if
+    given), appended to the returned list as they happen."""
+    commits: list[float] = []
+    commit = writer._commit
+
+    def timed(pending: dict[str, Any]) -> None:
+        start = time.process_time()
+        commit(pending)
+        if pending["files"] and table in (None, pending["table"]):
+            commits.append(time.process_time() - start)
+
+    writer._commit = timed  # type: ignore[method-assign]
+    return commits
+
+
 def run(payloads: list[bytes], flushes: int, interval: int) -> dict[str, float]:
     """``flushes`` flushes of one request each into fresh tables checkpointed every ``interval``."""
     default = lake.CHECKPOINT_INTERVAL
@@ -49,16 +65,7 @@ def run(payloads: list[bytes], flushes: int, interval: int) -> dict[str, float]:
     data = Path(tempfile.mkdtemp(prefix="bench-commits-"))
     try:
         writer = lake.LakeWriter(data, background=False)
-        commits: list[float] = []
-        commit = writer._commit
-
-        def timed(pending: dict[str, Any]) -> None:
-            start = time.process_time()
-            commit(pending)
-            if pending["files"]:
-                commits.append(time.process_time() - start)
-
-        writer._commit = timed  # type: ignore[method-assign]
+        commits = timed_commits(writer)
         flush_cpu: list[float] = []
         for i in range(flushes):
             writer.ingest_traces(payloads[i % len(payloads)])
@@ -81,16 +88,7 @@ def run_log_files(targets: list[int]) -> list[tuple[int, float]]:
     data = Path(tempfile.mkdtemp(prefix="bench-commits-log-"))
     try:
         writer = lake.LakeWriter(data, background=False, durability="os")
-        commits: list[float] = []
-        commit = writer._commit
-
-        def timed(pending: dict[str, Any]) -> None:
-            start = time.process_time()
-            commit(pending)
-            if pending["files"] and pending["table"] == "spans":
-                commits.append(time.process_time() - start)
-
-        writer._commit = timed  # type: ignore[method-assign]
+        commits = timed_commits(writer, table="spans")
         log = data / "spans" / "_delta_log"
         payloads = [realistic_request(n_spans=64, seed=i).SerializeToString() for i in range(8)]
         out, i = [], 0
