@@ -176,7 +176,8 @@ fn layout(table: &str) -> Result<Layout> {
             random_ids: &[col::SPAN_ID, col::PARENT_SPAN_ID],
             // Durations of unrelated spans: on the realistic, live and random flush
             // benches 3.39-3.49 B/span bit-packed against 3.48-3.63 PLAIN with zstd
-            // level 3, which cost ~430 instructions a span. Start and end times are not:
+            // level 3 (pyarrow; the lake's level 2 wrote 3.44 on the realistic one, for
+            // ~400 instructions a span). Start and end times are not:
             // sorted by trace, they jump by hours between traces, and bit-packed they
             // took 5.7 instead of 3.9-4.2 B/span.
             delta_packed: &[col::DURATION_NS],
