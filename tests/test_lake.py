@@ -230,8 +230,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
     assert set(spans.values()) == {SPANS_PER_REQUEST}
     assert set(logs.values()) == {LOGS_PER_REQUEST}
     assert rollup_calls(tmp_path) == sum(spans.values())
-    operations = {h["operation"] for h in DeltaTable(str(tmp_path / "spans")).history()}
-    assert "OPTIMIZE" in operations, operations
+    history = DeltaTable(str(tmp_path / "spans")).history()
+    marks = aftershock.lake.COMPACTION_COMMIT_INFO.items()
+    assert any(h.items() >= marks for h in history), history
 
 
 def test_compaction_keeps_counts_exact_for_concurrent_readers(tmp_path: Path) -> None:
@@ -300,6 +301,55 @@ def test_compaction_keeps_the_writers_encodings_and_size(tmp_path: Path) -> None
                     assert plain[column.path_in_schema] in column.encodings
                 elif column.path_in_schema == "service_name":
                     assert dictionary
+
+
+def test_compaction_rewrites_small_files_and_leaves_large_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files at or above COMPACT_LARGE_BYTES stay as they are; the small ones of a day are
+    rewritten together in commits marked as compactions, their rows exactly once."""
+    from aftershock.lake import COMPACTION_COMMIT_INFO, compact_table
+
+    with LakeWriter(tmp_path, background=False) as w:
+        for i in range(6):
+            w.ingest_traces(trace_request(f"s{i}", spans=20 + 3000 * (i == 2)))
+            w.flush()
+    sizes = {uri: os.path.getsize(uri.removeprefix("file://")) for uri in files(tmp_path, "spans")}
+    large = max(sizes, key=lambda u: sizes[u])
+    monkeypatch.setattr(aftershock.lake, "COMPACT_LARGE_BYTES", sizes[large])
+    before = tag_counts(tmp_path, "spans")
+
+    assert compact_table(DeltaTable(str(tmp_path / "spans")), min_files=3) == 5
+    after = files(tmp_path, "spans")
+    assert len(after) == 2 and large in after
+    assert tag_counts(tmp_path, "spans") == before
+    last = DeltaTable(str(tmp_path / "spans")).history(1)[0]
+    assert last.items() >= COMPACTION_COMMIT_INFO.items()
+    # Fewer small files than min_files: nothing to do.
+    assert compact_table(DeltaTable(str(tmp_path / "spans")), min_files=3) == 0
+
+
+def test_a_compaction_that_cannot_commit_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aftershock.lake import compact_table
+
+    with LakeWriter(tmp_path, background=False) as w:
+        for i in range(3):
+            w.ingest_traces(trace_request(f"f{i}"))
+            w.flush()
+    on_disk = lambda: sorted((tmp_path / "spans").glob("day=*/*.parquet"))  # noqa: E731
+    before, files_before = on_disk(), files(tmp_path, "spans")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    table = DeltaTable(str(tmp_path / "spans"))
+    monkeypatch.setattr(table, "create_write_transaction", refuse)
+    with pytest.raises(OSError, match="No space"):
+        compact_table(table, min_files=2)
+    assert on_disk() == before
+    assert files(tmp_path, "spans") == files_before
 
 
 def test_writers_sharing_one_table_location_each_replay_only_their_own(

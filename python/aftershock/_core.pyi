@@ -5,6 +5,7 @@ __all__ = [
     "ROLLUP_SQL_MACROS",
     "TABLES",
     "RawLake",
+    "compact_data_files",
     "decode_logs",
     "decode_logs_json",
     "decode_traces",
@@ -31,6 +32,9 @@ def decode_logs_json(
 ) -> tuple[Any, dict[str, str | None]]: ...
 def table_schema(name: str) -> Any: ...
 def plain_columns(name: str) -> list[tuple[str, str]]: ...
+def compact_data_files(
+    table_dir: str, table: str, day: str, paths: list[str]
+) -> dict[str, Any] | None: ...
 
 @final
 class RawLake:

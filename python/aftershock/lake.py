@@ -15,6 +15,7 @@ import fcntl
 import os
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -44,6 +45,13 @@ RECEIVER_ID_FILE = "receiver-id"
 COMPACT_MIN_FILES = 8
 #: ...into files of about this size.
 COMPACT_TARGET_BYTES = 128 << 20
+#: Files this large or larger are left as they are (delta-rs's optimize rewrote them with
+#: the small ones, round after round).
+COMPACT_LARGE_BYTES = COMPACT_TARGET_BYTES // 2
+#: What a compaction's Delta commit carries in its ``commitInfo``, to tell it in the
+#: table's history (its ``operation`` is ``WRITE``, as for any commit of files written
+#: outside delta-rs).
+COMPACTION_COMMIT_INFO = {"aftershock.operation": "compact"}
 #: Rows per row group in compacted files (the Rust writer's default too).
 COMPACT_ROW_GROUP_ROWS = 128 * 1024
 #: Files removed by compaction or retention stay on disk this long for readers still on
@@ -171,10 +179,11 @@ def _with_table_properties(table: DeltaTable) -> DeltaTable:
 
 
 def compaction_properties(table: str) -> WriterProperties:
-    """Parquet settings for compacted files of ``table``, matching what the Rust writer does:
-    zstd, the bloom filter on ``trace_id``, and no dictionary on the columns it writes without
-    one (ids and timestamps: with delta-rs's default dictionaries, compacted spans took 37
-    bytes each instead of 29).
+    """Parquet settings for files delta-rs's optimize writes (:func:`compact_table` on a
+    table that is not one of aftershock's, or not on a local disk), close to what the Rust
+    writer does: zstd, the bloom filter on ``trace_id``, and no dictionary on the columns
+    it writes without one (ids and timestamps: with delta-rs's default dictionaries,
+    compacted spans took 37 bytes each instead of 29).
 
     Row groups of 128K rows, as the Rust writer makes them, rather than delta-rs's 1M: a
     lookup by trace id that the bloom filter narrows to one row group then decodes an eighth
@@ -201,12 +210,118 @@ def compaction_properties(table: str) -> WriterProperties:
 
 
 def compact_table(table: DeltaTable, min_files: int = COMPACT_MIN_FILES) -> int:
-    """Rewrites each day partition of ``table`` that holds ``min_files`` or more data files
-    into few large ones, one Delta commit per partition; returns the files removed.
+    """Rewrites the small data files of each day partition of ``table`` that holds
+    ``min_files`` or more of them into files of about ``COMPACT_TARGET_BYTES``, one Delta
+    commit per new file; returns the files removed.
 
     Readers see either the old files or the new ones, never both: counts stay exact.
+
+    aftershock's own tables on a local disk are rewritten by the Rust core's writer, the
+    one flushes use (half the CPU of delta-rs's optimize, and smaller files); any other
+    table by delta-rs's optimize.
     """
     table.update_incremental()
+    name = table.metadata().name or ""
+    table_dir = _local_dir(table.table_uri)
+    if name not in TABLES or table_dir is None:
+        return optimize_with_delta_rs(table, min_files)
+    files = (
+        pa.table(table.get_add_actions(flatten=True))
+        .select(["path", "size_bytes", f"partition.{PARTITION_COLUMN}"])
+        .to_pylist()
+    )
+    small: dict[str, list[tuple[str, int]]] = {}
+    for f in files:
+        if f["size_bytes"] < COMPACT_LARGE_BYTES:
+            day = str(f[f"partition.{PARTITION_COLUMN}"])
+            small.setdefault(day, []).append((f["path"], f["size_bytes"]))
+    removed = 0
+    for day, candidates in sorted(small.items()):
+        if len(candidates) < min_files:
+            continue
+        # File names start with their write time: oldest first.
+        for group in _bins(sorted(candidates), COMPACT_TARGET_BYTES):
+            if len(group) >= 2:
+                _rewrite(table, name, table_dir, day, group)
+                removed += len(group)
+    return removed
+
+
+def _local_dir(uri: str) -> Path | None:
+    """The directory of a table at ``uri`` if it is on a local disk."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Path(uri)
+    return None
+
+
+def _bins(files: list[tuple[str, int]], target: int) -> Iterator[list[tuple[str, int]]]:
+    """``files`` (path, size) in runs of about ``target`` bytes, in order."""
+    group: list[tuple[str, int]] = []
+    size = 0
+    for f in files:
+        group.append(f)
+        size += f[1]
+        if size >= target:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _rewrite(
+    table: DeltaTable, name: str, table_dir: Path, day: str, group: list[tuple[str, int]]
+) -> None:
+    """Writes the files of ``group`` (path, size) as one and commits the swap."""
+    written = _core.compact_data_files(str(table_dir), name, day, [p for p, _ in group])
+    now_ms = int(time.time() * 1000)
+    actions: list[AddAction | RemoveAction] = [
+        RemoveAction(path, False, now_ms, size, {PARTITION_COLUMN: day}) for path, size in group
+    ]
+    if written is not None:
+        actions.append(
+            AddAction(
+                written["path"],
+                written["size"],
+                dict(written["partition_values"]),
+                written["modification_time_ms"],
+                False,
+                written["stats_json"],
+            )
+        )
+    try:
+        table.create_write_transaction(
+            actions,
+            mode="append",
+            schema=table_schema(name),
+            partition_by=[PARTITION_COLUMN],
+            commit_properties=CommitProperties(custom_metadata=dict(COMPACTION_COMMIT_INFO)),
+            post_commithook_properties=PostCommitHookProperties(
+                create_checkpoint=True, cleanup_expired_logs=False
+            ),
+        )
+    except Exception:
+        # Lost a race (another writer removed one of the files) or a full disk: the new
+        # file is in no commit, unless the commit went through and a step after it failed.
+        if written is not None:
+            with contextlib.suppress(Exception):
+                table.update_incremental()
+                if written["path"] not in _data_file_paths(table):
+                    (table_dir / written["path"]).unlink(missing_ok=True)
+        raise
+
+
+def _data_file_paths(table: DeltaTable) -> set[str]:
+    """The paths of the data files in ``table``'s snapshot, as its log has them."""
+    return set(pa.table(table.get_add_actions()).column("path").to_pylist())
+
+
+def optimize_with_delta_rs(table: DeltaTable, min_files: int = COMPACT_MIN_FILES) -> int:
+    """:func:`compact_table` by delta-rs's optimize (every file of a partition of
+    ``min_files`` or more, large ones included): for tables that are not aftershock's or
+    not on a local disk, and the baseline of ``benches/bench_lake.py``."""
     actions = pa.table(table.get_add_actions(flatten=True))
     days = Counter(str(d) for d in actions.column(f"partition.{PARTITION_COLUMN}").to_pylist())
     removed = 0
@@ -226,8 +341,13 @@ def apply_retention(table: DeltaTable, retention: dt.timedelta, now: dt.datetime
     """Removes the day partitions older than ``retention`` (one commit); returns rows removed."""
     cutoff = (now - retention).date()
     metrics = table.delete(f"{PARTITION_COLUMN} < '{cutoff.isoformat()}'")
+    # Full: also the files no commit ever added, older than the grace period (a compaction
+    # or a flush killed between writing a file and committing it leaves one behind).
     table.vacuum(
-        retention_hours=VACUUM_GRACE_HOURS, dry_run=False, enforce_retention_duration=False
+        retention_hours=VACUUM_GRACE_HOURS,
+        dry_run=False,
+        enforce_retention_duration=False,
+        full=True,
     )
     return int(metrics.get("num_deleted_rows", 0))
 

@@ -3,6 +3,7 @@
 //! [`wal`] (requests made durable before they are acknowledged) and the lake writer.
 //! Nothing here knows about Python; `rust/python` is a thin binding layer.
 
+pub mod compaction;
 pub mod decode;
 pub mod error;
 pub mod lake;

@@ -32,9 +32,13 @@ use chrono::DateTime;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
+#[cfg(test)]
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{KeyValue, RowGroupMetaData, SortingColumn};
 use parquet::file::properties::{BloomFilterProperties, EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use parquet::schema::types::SchemaDescriptor;
 
 use crate::decode::Contexts;
 use crate::error::{Error, Result};
@@ -130,8 +134,8 @@ impl DataFile {
 }
 
 /// How a table is laid out on disk.
-struct Layout {
-    schema: SchemaRef,
+pub(crate) struct Layout {
+    pub(crate) schema: SchemaRef,
     /// Timestamp columns giving a row's day, first non-null wins; the write time's day
     /// when all are null.
     day_from: &'static [&'static str],
@@ -154,7 +158,7 @@ struct Layout {
     uncompressed: &'static [&'static str],
 }
 
-fn layout(table: &str) -> Result<Layout> {
+pub(crate) fn layout(table: &str) -> Result<Layout> {
     Ok(match table {
         SPANS => Layout {
             schema: schema::spans_schema(),
@@ -291,6 +295,31 @@ pub fn write_data_files(
                 .transpose()
         })
         .collect::<Result<Vec<_>>>()?;
+    let Some((sorted, sorted_days)) = sort_rows(&layout, batches, groups)? else {
+        return Ok(Vec::new());
+    };
+    let mut files = Vec::new();
+    let mut start = 0;
+    while start < sorted_days.len() {
+        let day = sorted_days[start];
+        let len = sorted_days[start..].partition_point(|&d| d == day);
+        let props = writer_properties(table, &layout, opts, len)?;
+        let mut file = DataFileWriter::create(table_dir, &day_string(day)?, &layout.schema, props)?;
+        file.write(&sorted.slice(start, len))?;
+        files.push(file.finish()?);
+        start += len;
+    }
+    Ok(files)
+}
+
+/// `batches` (all with the layout's schema) sorted by the layout's keys, after the day of
+/// each row (returned with them, in that order): `None` for no rows. `groups` is empty,
+/// or says for each batch which of its rows share a resource and a scope.
+pub(crate) fn sort_rows(
+    layout: &Layout,
+    batches: &[RecordBatch],
+    groups: Vec<Option<BatchGroups>>,
+) -> Result<Option<(SortedRows, Vec<i32>)>> {
     // The string columns the string writer encodes stay in the input batches: it reads
     // them there in sorted order (`SortedColumn::Parts`), so they are never copied. Other
     // flat columns are concatenated, then taken in sorted order; list and map columns are
@@ -316,7 +345,7 @@ pub fn write_data_files(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let batch = concat_batches(&Arc::new(layout.schema.project(&flat)?), &projected)?;
     if batch.num_rows() == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
 
     let days = day_numbers(&batch, layout.day_from)?;
@@ -367,21 +396,11 @@ pub fn write_data_files(
         .map(|&i| days.value(i as usize))
         .collect();
 
-    let mut files = Vec::new();
-    let mut start = 0;
-    while start < sorted_days.len() {
-        let day = sorted_days[start];
-        let len = sorted_days[start..].partition_point(|&d| d == day);
-        let rows = sorted.slice(start, len);
-        let props = writer_properties(table, &layout, opts, len)?;
-        files.push(write_day(table_dir, day, &rows, props)?);
-        start += len;
-    }
-    Ok(files)
+    Ok(Some((sorted, sorted_days)))
 }
 
 /// Rows in the order they are written, column by column.
-struct SortedRows {
+pub(crate) struct SortedRows {
     schema: SchemaRef,
     columns: Vec<SortedColumn>,
     /// Where the rows are in the input batches, in order; what `SortedColumn::Parts`
@@ -395,7 +414,7 @@ struct SortedRows {
 }
 
 /// A batch's rows numbered by context and by resource ([`Contexts`]), checked against it.
-struct BatchGroups {
+pub(crate) struct BatchGroups {
     by_context: ScalarBuffer<u32>,
     contexts: usize,
     by_resource: Vec<u32>,
@@ -1018,7 +1037,7 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn writer_properties(
+pub(crate) fn writer_properties(
     table: &str,
     layout: &Layout,
     opts: &ParquetOptions,
@@ -1091,56 +1110,90 @@ fn writer_properties(
     Ok(props.build())
 }
 
-/// Writes one day's rows to a new file: temp name, fsync, rename, fsync of the directory.
-fn write_day(
-    table_dir: &Path,
-    day: i32,
-    rows: &SortedRows,
-    props: WriterProperties,
-) -> Result<DataFile> {
-    let day_str = DateTime::from_timestamp(i64::from(day) * 86_400, 0)
+/// `YYYY-MM-DD` of a day counted from 1970-01-01.
+fn day_string(day: i32) -> Result<String> {
+    Ok(DateTime::from_timestamp(i64::from(day) * 86_400, 0)
         .ok_or_else(|| ArrowError::ComputeError(format!("day {day} out of range")))?
         .format("%Y-%m-%d")
-        .to_string();
-    let partition_dir = format!("{DAY}={day_str}");
-    let dir = table_dir.join(&partition_dir);
-    if !dir.is_dir() {
-        fs::create_dir_all(&dir)?;
-        // The new directory's entry must be durable before the file in it can be.
-        sync_dir(table_dir)?;
+        .to_string())
+}
+
+/// A new data file in one day partition of a table, written a run of sorted rows at a
+/// time ([`DataFileWriter::write`]). It is a hidden temp file until
+/// [`DataFileWriter::finish`] fsyncs it and renames it into place (then fsyncs the
+/// directory), so a crash leaves no truncated data file; dropped unfinished, it is deleted.
+pub(crate) struct DataFileWriter {
+    sink: ParquetSink<BufWriter<File>>,
+    tmp: TempFile,
+    dir: PathBuf,
+    name: String,
+    partition_dir: String,
+    day: String,
+}
+
+impl DataFileWriter {
+    /// Starts a file of rows of `schema` under `table_dir/day=<day>/`.
+    pub(crate) fn create(
+        table_dir: &Path,
+        day: &str,
+        schema: &SchemaRef,
+        props: WriterProperties,
+    ) -> Result<Self> {
+        let partition_dir = format!("{DAY}={day}");
+        let dir = table_dir.join(&partition_dir);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            // The new directory's entry must be durable before the file in it can be.
+            sync_dir(table_dir)?;
+        }
+        let name = unique_file_name();
+        let tmp = TempFile {
+            path: dir.join(format!(".{name}.tmp")),
+            keep: false,
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp.path)?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        Ok(DataFileWriter {
+            sink: ParquetSink::new(out, Arc::clone(schema), props)?,
+            tmp,
+            dir,
+            name,
+            partition_dir,
+            day: day.to_string(),
+        })
     }
-    let name = unique_file_name();
-    let mut tmp = TempFile {
-        path: dir.join(format!(".{name}.tmp")),
-        keep: false,
-    };
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp.path)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let written = write_rows(&mut out, rows, props)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let meta = file.metadata()?;
-    drop(file);
 
-    fs::rename(&tmp.path, dir.join(&name))?;
-    tmp.keep = true;
-    sync_dir(&dir)?;
+    /// Appends `rows` in the order they are in, in row groups of the properties' size.
+    pub(crate) fn write(&mut self, rows: &SortedRows) -> Result<()> {
+        self.sink.write(rows)
+    }
 
-    let modified = meta.modified().unwrap_or_else(|_| SystemTime::now());
-    let modification_time_ms = modified
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Ok(DataFile {
-        path: format!("{partition_dir}/{name}"),
-        size: meta.len(),
-        partition_values: vec![(DAY.to_string(), day_str)],
-        rows: rows.num_rows() as u64,
-        stats_json: stats_json(rows, &written),
-        modification_time_ms,
-    })
+    /// Writes the footer, makes the file durable under its final name and returns it.
+    pub(crate) fn finish(mut self) -> Result<DataFile> {
+        self.sink.writer.finish()?;
+        let file = self.sink.writer.inner().get_ref();
+        file.sync_all()?;
+        let meta = file.metadata()?;
+        fs::rename(&self.tmp.path, self.dir.join(&self.name))?;
+        self.tmp.keep = true;
+        sync_dir(&self.dir)?;
+
+        let modified = meta.modified().unwrap_or_else(|_| SystemTime::now());
+        let modification_time_ms = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Ok(DataFile {
+            path: format!("{}/{}", self.partition_dir, self.name),
+            size: meta.len(),
+            partition_values: vec![(DAY.to_string(), self.day)],
+            rows: self.sink.stats.rows as u64,
+            stats_json: self.sink.stats.json(),
+            modification_time_ms,
+        })
+    }
 }
 
 /// [`write_rows`] of a batch, its rows in the order they are in: what the string
@@ -1151,51 +1204,98 @@ pub(crate) fn write_parquet<W: Write + Send>(
     batch: &RecordBatch,
     props: WriterProperties,
 ) -> Result<ParquetMetaData> {
-    write_rows(out, &SortedRows::from(batch), props)
+    Ok(write_rows(out, &SortedRows::from(batch), props)?.0)
 }
 
-/// Writes `sorted` as one Parquet file to `out`, in row groups of `props`' size: the
-/// string columns through [`parquet_strings`], every other column through arrow-rs's
-/// column writers, all under `props`. The file is what `ArrowWriter` would write (the
-/// Arrow schema in its metadata included), at a fraction of the cost for the strings.
-/// The string writer reads `Parts` columns where they are; a `Parts` column it cannot
-/// take in some row group (nulls where its levels have none) is gathered for arrow-rs.
+/// `sorted` as one whole Parquet file written to `out`: its metadata and its Delta
+/// statistics.
+#[cfg(test)]
 fn write_rows<W: Write + Send>(
     out: W,
     sorted: &SortedRows,
     props: WriterProperties,
-) -> Result<ParquetMetaData> {
-    let schema = Arc::clone(&sorted.schema);
-    let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-    // arrow-rs makes a zstd compressor and decompressor for every column writer it
-    // creates, one per leaf and row group, whether or not the writer writes anything
-    // (the string leaves are written here). Its writers are made with no codec on the
-    // leaves the string writer takes; should one of those fall back to arrow-rs in some
-    // row group, its writer comes from a second factory with `props` as they are.
-    let stripped = without_string_codecs(&props, &schema)?;
-    let (mut writer, arrow_writers) =
-        ArrowWriter::try_new(out, Arc::clone(&schema), Some(stripped.clone()))?
-            .into_serialized_writer()?;
-    let parquet_schema = writer.schema_descr().clone();
-    let props = Arc::new(props);
-    let mut fallback = FallbackWriters::new(&schema, &props);
-    let mut strings = StringChunkWriter::new();
-    let mut start = 0;
-    while start < sorted.num_rows() {
-        let len = row_group_rows.min(sorted.num_rows() - start);
-        // A day's rows are mostly one row group: its runs need no copy then.
-        let sliced;
-        let rows = match len == sorted.num_rows() {
-            true => sorted,
-            false => {
-                sliced = sorted.slice(start, len);
-                &sliced
-            }
-        };
-        start += len;
-        let index = writer.flushed_row_groups().len();
-        let mut column_writers = arrow_writers.create_column_writers(index)?.into_iter();
-        let mut row_group = writer.next_row_group()?;
+) -> Result<(ParquetMetaData, String)> {
+    let mut sink = ParquetSink::new(out, Arc::clone(&sorted.schema), props)?;
+    sink.write(sorted)?;
+    let written = sink.writer.finish()?;
+    Ok((written, sink.stats.json()))
+}
+
+/// A Parquet file being written, row group by row group: the string columns through
+/// [`parquet_strings`], every other column through arrow-rs's column writers, all under
+/// the file's properties. The file is what `ArrowWriter` would write (the Arrow schema in
+/// its metadata included), at a fraction of the cost for the strings. The string writer
+/// reads `Parts` columns where they are; a `Parts` column it cannot take in some row
+/// group (nulls where its levels have none) is gathered for arrow-rs. The Delta
+/// statistics of the rows are gathered as they go (`stats`).
+struct ParquetSink<W: Write + Send> {
+    writer: SerializedFileWriter<W>,
+    /// arrow-rs makes a zstd compressor and decompressor for every column writer it
+    /// creates, one per leaf and row group, whether or not the writer writes anything
+    /// (the string leaves are written here). Its writers are made with no codec on the
+    /// leaves the string writer takes (`stripped`); should one of those fall back to
+    /// arrow-rs in some row group, its writer comes from `fallback`, made with `props`
+    /// as they are.
+    arrow_writers: ArrowRowGroupWriterFactory,
+    stripped: WriterProperties,
+    fallback: FallbackWriters,
+    props: Arc<WriterProperties>,
+    parquet_schema: SchemaDescriptor,
+    schema: SchemaRef,
+    strings: StringChunkWriter,
+    row_group_rows: usize,
+    stats: FileStats,
+}
+
+impl<W: Write + Send> ParquetSink<W> {
+    fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
+        let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let stripped = without_string_codecs(&props, &schema)?;
+        let (writer, arrow_writers) =
+            ArrowWriter::try_new(out, Arc::clone(&schema), Some(stripped.clone()))?
+                .into_serialized_writer()?;
+        let props = Arc::new(props);
+        Ok(ParquetSink {
+            parquet_schema: writer.schema_descr().clone(),
+            writer,
+            arrow_writers,
+            stripped,
+            fallback: FallbackWriters::new(Arc::clone(&schema), Arc::clone(&props)),
+            props,
+            stats: FileStats::new(&schema),
+            schema,
+            strings: StringChunkWriter::new(),
+            row_group_rows,
+        })
+    }
+
+    /// Writes `sorted` as the next row groups, each at most `row_group_rows` long.
+    fn write(&mut self, sorted: &SortedRows) -> Result<()> {
+        let mut start = 0;
+        while start < sorted.num_rows() {
+            let len = self.row_group_rows.min(sorted.num_rows() - start);
+            // A day's rows are mostly one row group: its runs need no copy then.
+            let sliced;
+            let rows = match len == sorted.num_rows() {
+                true => sorted,
+                false => {
+                    sliced = sorted.slice(start, len);
+                    &sliced
+                }
+            };
+            start += len;
+            self.write_row_group(rows)?;
+        }
+        Ok(())
+    }
+
+    fn write_row_group(&mut self, rows: &SortedRows) -> Result<()> {
+        let schema = Arc::clone(&self.schema);
+        let parquet_schema = &self.parquet_schema;
+        let props = &self.props;
+        let index = self.writer.flushed_row_groups().len();
+        let mut column_writers = self.arrow_writers.create_column_writers(index)?.into_iter();
+        let mut row_group = self.writer.next_row_group()?;
         let mut leaf = 0;
         for (i, field) in schema.fields().iter().enumerate() {
             let (parts, runs) = rows.parts_and_runs(i);
@@ -1203,7 +1303,7 @@ fn write_rows<W: Write + Send>(
             let own =
                 StringLeaf::leaves(field.data_type(), parts, &runs, &groups).filter(|leaves| {
                     leaves.iter().enumerate().all(|(k, l)| {
-                        StringChunkWriter::handles(l, &parquet_schema.column(leaf + k), &props)
+                        StringChunkWriter::handles(l, &parquet_schema.column(leaf + k), props)
                     })
                 });
             match own {
@@ -1211,7 +1311,7 @@ fn write_rows<W: Write + Send>(
                     for l in leaves {
                         column_writers.next();
                         let (bytes, close) =
-                            strings.write(l, &parquet_schema.column(leaf), &props)?;
+                            self.strings.write(l, &parquet_schema.column(leaf), props)?;
                         row_group.append_column(&bytes, close)?;
                         leaf += 1;
                     }
@@ -1231,10 +1331,10 @@ fn write_rows<W: Write + Send>(
                         let stripped_writer = column_writers.next().ok_or_else(no_leaf)?;
                         let descr = parquet_schema.column(leaf);
                         let path = descr.path();
-                        let mut w = if stripped.compression(path) == props.compression(path) {
+                        let mut w = if self.stripped.compression(path) == props.compression(path) {
                             stripped_writer
                         } else {
-                            fallback.take(index, leaf)?.ok_or_else(no_leaf)?
+                            self.fallback.take(index, leaf)?.ok_or_else(no_leaf)?
                         };
                         w.write(&l)?;
                         w.close()?.append_to_row_group(&mut row_group)?;
@@ -1243,24 +1343,25 @@ fn write_rows<W: Write + Send>(
                 }
             }
         }
-        row_group.close()?;
+        let written = row_group.close()?;
+        self.stats.add(rows, &written);
+        Ok(())
     }
-    Ok(writer.close()?)
 }
 
 /// arrow-rs column writers made with a file's own properties, for the leaves whose
-/// writers [`write_rows`] makes without a codec (`without_string_codecs`) when one falls
+/// writers [`ParquetSink`] makes without a codec (`without_string_codecs`) when one falls
 /// back to arrow-rs: made only then, a row group's set at a time.
-struct FallbackWriters<'a> {
-    schema: &'a SchemaRef,
-    props: &'a WriterProperties,
+struct FallbackWriters {
+    schema: SchemaRef,
+    props: Arc<WriterProperties>,
     factory: Option<ArrowRowGroupWriterFactory>,
     /// The row group whose writers these are, and those not taken yet.
     writers: Option<(usize, Vec<Option<ArrowColumnWriter>>)>,
 }
 
-impl<'a> FallbackWriters<'a> {
-    fn new(schema: &'a SchemaRef, props: &'a WriterProperties) -> Self {
+impl FallbackWriters {
+    fn new(schema: SchemaRef, props: Arc<WriterProperties>) -> Self {
         FallbackWriters {
             schema,
             props,
@@ -1277,8 +1378,8 @@ impl<'a> FallbackWriters<'a> {
                 slot => slot.insert(
                     ArrowWriter::try_new(
                         std::io::sink(),
-                        Arc::clone(self.schema),
-                        Some(self.props.clone()),
+                        Arc::clone(&self.schema),
+                        Some(WriterProperties::clone(&self.props)),
                     )?
                     .into_serialized_writer()?
                     .1,
@@ -1394,40 +1495,126 @@ fn unique_file_name() -> String {
     )
 }
 
-/// Delta per-file statistics of `rows`: min, max and null count of each flat column,
-/// strings cut to Delta's 32-character prefix, timestamps as RFC 3339 UTC with
-/// nanoseconds. Map and list columns carry no usable bounds and are left out. String
-/// bounds come from the Parquet statistics the writer just computed (`written`) when
-/// they are exact: comparing every string again was 6% of the flush.
-fn stats_json(rows: &SortedRows, written: &ParquetMetaData) -> String {
-    let mut min = String::new();
-    let mut max = String::new();
-    let mut nulls = String::new();
-    for (i, field) in rows.schema.fields().iter().enumerate() {
-        if field.data_type().is_nested() {
-            continue;
-        }
-        let (parts, runs) = rows.parts_and_runs(i);
-        let validity: Vec<Option<&NullBuffer>> = parts.iter().map(|p| p.nulls()).collect();
-        let null_count = null_count(&validity, runs.iter().copied());
-        push_entry(&mut nulls, field.name(), &null_count.to_string());
-        let bounds = match (field.data_type(), &rows.columns[i]) {
-            (DataType::Utf8, _) => written_string_bounds(written, field.name())
-                .unwrap_or_else(|| min_max(strings_in_order(parts, &runs).flatten()))
-                .and_then(|(lo, hi)| string_bounds(lo, hi)),
-            (_, SortedColumn::Array(array)) => bounds(array.as_ref()),
-            // Only string columns are left in parts (`SortedColumn::Parts`).
-            (_, SortedColumn::Parts(_)) => None,
-        };
-        if let Some((lo, hi)) = bounds {
-            push_entry(&mut min, field.name(), &lo);
-            push_entry(&mut max, field.name(), &hi);
+/// Delta per-file statistics of the rows of a file, gathered row group by row group:
+/// min, max and null count of each flat column, strings cut to Delta's 32-character
+/// prefix, timestamps as RFC 3339 UTC with nanoseconds. Map and list columns carry no
+/// usable bounds and are left out. String bounds come from the Parquet statistics the
+/// writer just computed for the row group when they are exact: comparing every string
+/// again was 6% of the flush.
+struct FileStats {
+    schema: SchemaRef,
+    rows: usize,
+    /// One per top-level column.
+    columns: Vec<ColumnStats>,
+}
+
+#[derive(Default)]
+struct ColumnStats {
+    nulls: usize,
+    bounds: Bounds,
+}
+
+/// The least and greatest non-null values of a column so far.
+#[derive(Debug, Default, Clone, PartialEq)]
+enum Bounds {
+    /// No value yet.
+    #[default]
+    Empty,
+    Int(i64, i64),
+    Float(f64, f64),
+    /// Nanoseconds.
+    Time(i64, i64),
+    Str(String, String),
+    /// A value or a type with no bound Delta can use: the column is not skipped by.
+    Unknown,
+}
+
+impl Bounds {
+    fn merge(self, other: Bounds) -> Bounds {
+        use Bounds::*;
+        match (self, other) {
+            (Empty, b) | (b, Empty) => b,
+            (Int(a, b), Int(c, d)) => Int(a.min(c), b.max(d)),
+            (Float(a, b), Float(c, d)) => Float(a.min(c), b.max(d)),
+            (Time(a, b), Time(c, d)) => Time(a.min(c), b.max(d)),
+            (Str(a, b), Str(c, d)) => Str(a.min(c), b.max(d)),
+            _ => Unknown,
         }
     }
-    format!(
-        "{{\"numRecords\":{},\"minValues\":{{{min}}},\"maxValues\":{{{max}}},\"nullCount\":{{{nulls}}},\"tightBounds\":true}}",
-        rows.num_rows()
-    )
+
+    /// The JSON of the min and the max, if there is a bound.
+    fn json(&self) -> Option<(String, String)> {
+        match self {
+            Bounds::Int(lo, hi) => Some((lo.to_string(), hi.to_string())),
+            Bounds::Float(lo, hi) => Some((
+                ryu::Buffer::new().format(*lo).to_string(),
+                ryu::Buffer::new().format(*hi).to_string(),
+            )),
+            Bounds::Time(lo, hi) => Some((timestamp_json(*lo), timestamp_json(*hi))),
+            Bounds::Str(lo, hi) => string_bounds(lo, hi),
+            Bounds::Empty | Bounds::Unknown => None,
+        }
+    }
+}
+
+impl FileStats {
+    fn new(schema: &SchemaRef) -> Self {
+        FileStats {
+            schema: Arc::clone(schema),
+            rows: 0,
+            columns: schema
+                .fields()
+                .iter()
+                .map(|_| ColumnStats::default())
+                .collect(),
+        }
+    }
+
+    /// Adds a row group's `rows`, which the writer wrote as `written`.
+    fn add(&mut self, rows: &SortedRows, written: &RowGroupMetaData) {
+        self.rows += rows.num_rows();
+        for (i, field) in rows.schema.fields().iter().enumerate() {
+            if field.data_type().is_nested() {
+                continue;
+            }
+            let (parts, runs) = rows.parts_and_runs(i);
+            let validity: Vec<Option<&NullBuffer>> = parts.iter().map(|p| p.nulls()).collect();
+            let column = &mut self.columns[i];
+            column.nulls += null_count(&validity, runs.iter().copied());
+            let bounds = match (field.data_type(), &rows.columns[i]) {
+                (DataType::Utf8, _) => row_group_string_bounds(written, field.name())
+                    .unwrap_or_else(|| min_max(strings_in_order(parts, &runs).flatten()))
+                    .map_or(Bounds::Empty, |(lo, hi)| {
+                        Bounds::Str(lo.to_string(), hi.to_string())
+                    }),
+                (_, SortedColumn::Array(array)) => bounds(array.as_ref()),
+                // Only string columns are left in parts (`SortedColumn::Parts`).
+                (_, SortedColumn::Parts(_)) => Bounds::Unknown,
+            };
+            column.bounds = std::mem::take(&mut column.bounds).merge(bounds);
+        }
+    }
+
+    /// The statistics as the Delta log stores them (`add.stats`).
+    fn json(&self) -> String {
+        let mut min = String::new();
+        let mut max = String::new();
+        let mut nulls = String::new();
+        for (field, column) in self.schema.fields().iter().zip(&self.columns) {
+            if field.data_type().is_nested() {
+                continue;
+            }
+            push_entry(&mut nulls, field.name(), &column.nulls.to_string());
+            if let Some((lo, hi)) = column.bounds.json() {
+                push_entry(&mut min, field.name(), &lo);
+                push_entry(&mut max, field.name(), &hi);
+            }
+        }
+        format!(
+            "{{\"numRecords\":{},\"minValues\":{{{min}}},\"maxValues\":{{{max}}},\"nullCount\":{{{nulls}}},\"tightBounds\":true}}",
+            self.rows
+        )
+    }
 }
 
 /// The values of a string column given as `parts` read through `runs`, in order.
@@ -1441,34 +1628,25 @@ fn strings_in_order<'a>(
     })
 }
 
-/// The min and max of a top-level string column over the row groups of a written file,
-/// `Some(None)` when it holds only nulls; `None` when some row group has no exact
-/// bounds (the writer cuts values longer than 64 bytes), so the values must be read.
-fn written_string_bounds<'a>(
-    written: &'a ParquetMetaData,
+/// The min and max of a top-level string column in a written row group, `Some(None)`
+/// when it holds only nulls; `None` when its bounds are not exact (the writer cuts values
+/// longer than 64 bytes), so the values must be read.
+fn row_group_string_bounds<'a>(
+    written: &'a RowGroupMetaData,
     name: &str,
 ) -> Option<Option<(&'a str, &'a str)>> {
-    let mut bounds: Option<(&[u8], &[u8])> = None;
-    for row_group in written.row_groups() {
-        let chunk = row_group
-            .columns()
-            .iter()
-            .find(|c| c.column_path().parts() == [name])?;
-        let stats = chunk.statistics()?;
-        match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
-            (Some(lo), Some(hi)) if stats.min_is_exact() && stats.max_is_exact() => {
-                bounds = Some(bounds.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
-            }
-            (None, None) if stats.null_count_opt() == Some(row_group.num_rows() as u64) => {}
-            _ => return None,
-        }
-    }
-    match bounds {
-        None => Some(None),
-        Some((lo, hi)) => Some(Some((
+    let chunk = written
+        .columns()
+        .iter()
+        .find(|c| c.column_path().parts() == [name])?;
+    let stats = chunk.statistics()?;
+    match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
+        (Some(lo), Some(hi)) if stats.min_is_exact() && stats.max_is_exact() => Some(Some((
             std::str::from_utf8(lo).ok()?,
             std::str::from_utf8(hi).ok()?,
         ))),
+        (None, None) if stats.null_count_opt() == Some(written.num_rows() as u64) => Some(None),
+        _ => None,
     }
 }
 
@@ -1490,45 +1668,39 @@ fn push_entry(out: &mut String, key: &str, json_value: &str) {
     out.push_str(json_value);
 }
 
-/// JSON-encoded (min, max) of the non-null values of a column other than a string
-/// column, or `None` when there are none or the type has no bounds Delta can use.
-fn bounds(array: &dyn Array) -> Option<(String, String)> {
+/// The bounds of the non-null values of a column other than a string column.
+fn bounds(array: &dyn Array) -> Bounds {
+    let or_empty = |b: Option<Bounds>| b.unwrap_or(Bounds::Empty);
     match array.data_type() {
-        DataType::Int32 => {
-            let (lo, hi) = min_max(array.as_primitive::<Int32Type>().iter().flatten())?;
-            Some((lo.to_string(), hi.to_string()))
-        }
-        DataType::Int64 => {
-            let (lo, hi) = min_max(array.as_primitive::<Int64Type>().iter().flatten())?;
-            Some((lo.to_string(), hi.to_string()))
-        }
+        DataType::Int32 => or_empty(
+            min_max(array.as_primitive::<Int32Type>().iter().flatten())
+                .map(|(lo, hi)| Bounds::Int(lo.into(), hi.into())),
+        ),
+        DataType::Int64 => or_empty(
+            min_max(array.as_primitive::<Int64Type>().iter().flatten())
+                .map(|(lo, hi)| Bounds::Int(lo, hi)),
+        ),
         DataType::Float64 => {
             let values = array.as_primitive::<Float64Type>();
             // JSON has no NaN or infinity; without a bound the column is simply not skipped.
             if values.iter().flatten().any(|v| !v.is_finite()) {
-                return None;
+                return Bounds::Unknown;
             }
-            let (lo, hi) = values
+            values
                 .iter()
                 .flatten()
-                .fold(None, |acc: Option<(f64, f64)>, v| {
-                    Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
-                })?;
-            Some((
-                ryu::Buffer::new().format(lo).to_string(),
-                ryu::Buffer::new().format(hi).to_string(),
-            ))
+                .fold(Bounds::Empty, |acc, v| acc.merge(Bounds::Float(v, v)))
         }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            let (lo, hi) = min_max(
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => or_empty(
+            min_max(
                 array
                     .as_primitive::<TimestampNanosecondType>()
                     .iter()
                     .flatten(),
-            )?;
-            Some((timestamp_json(lo), timestamp_json(hi)))
-        }
-        _ => None,
+            )
+            .map(|(lo, hi)| Bounds::Time(lo, hi)),
+        ),
+        _ => Bounds::Unknown,
     }
 }
 
@@ -1588,7 +1760,7 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::fs::File;
 
@@ -1616,7 +1788,7 @@ mod tests {
     use parquet::basic::Encoding;
 
     /// 2024-02-29T00:00:00Z: the day after is in March.
-    const DAY0: u64 = 1_709_164_800_000_000_000;
+    pub(crate) const DAY0: u64 = 1_709_164_800_000_000_000;
     const SECOND: u64 = 1_000_000_000;
 
     fn kv(key: &str, value: &str) -> OtlpKv {
@@ -1641,7 +1813,7 @@ mod tests {
 
     /// `traces` traces of 5 spans each, spread over two services, starting 20 hours
     /// into DAY0 so that the later traces cross midnight; emitted out of order.
-    fn spans_batch(traces: u64) -> RecordBatch {
+    pub(crate) fn spans_batch(traces: u64) -> RecordBatch {
         let mut by_service: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
         for t in (0..traces).rev() {
             let service = if t % 3 == 0 { "checkout" } else { "cart" };
@@ -1698,7 +1870,21 @@ mod tests {
             .batch
     }
 
-    fn read(path: &Path) -> RecordBatch {
+    /// [`row_group_string_bounds`] over all the row groups of a file.
+    fn written_string_bounds<'a>(
+        written: &'a ParquetMetaData,
+        name: &str,
+    ) -> Option<Option<(&'a str, &'a str)>> {
+        let mut bounds: Option<(&str, &str)> = None;
+        for row_group in written.row_groups() {
+            if let Some((lo, hi)) = row_group_string_bounds(row_group, name)? {
+                bounds = Some(bounds.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
+            }
+        }
+        Some(bounds)
+    }
+
+    pub(crate) fn read(path: &Path) -> RecordBatch {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
             .unwrap()
             .build()
@@ -1707,7 +1893,7 @@ mod tests {
         concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
-    fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
         let a = batch.column_by_name(name).unwrap();
         let a = a.as_any().downcast_ref::<StringArray>().unwrap();
         a.iter().map(|v| v.unwrap_or("").to_string()).collect()
@@ -2236,10 +2422,11 @@ mod tests {
 
             let props = writer_properties(SPANS, &layout(SPANS).unwrap(), &opts, want.num_rows());
             let mut copied = Vec::new();
-            let written = write_parquet(&mut copied, &want, props.unwrap()).unwrap();
+            let (written, stats) =
+                write_rows(&mut copied, &SortedRows::from(&want), props.unwrap()).unwrap();
             assert!(written.num_row_groups() > 1);
             assert!(fs::read(&path).unwrap() == copied, "{} differs", f.path);
-            assert_eq!(f.stats_json, stats_json(&SortedRows::from(&want), &written));
+            assert_eq!(f.stats_json, stats);
         }
         assert_eq!(at, want.num_rows());
     }
@@ -2514,7 +2701,7 @@ mod tests {
             .set_max_row_group_row_count(Some(3))
             .build();
         let mut file = Vec::new();
-        let written = write_rows(&mut file, &rows, props).unwrap();
+        let (written, stats) = write_rows(&mut file, &rows, props.clone()).unwrap();
         assert_eq!(written.num_row_groups(), 3);
         assert_eq!(written_string_bounds(&written, "s"), None);
         let want = RecordBatch::try_new(schema, vec![want]).unwrap();
@@ -2527,8 +2714,8 @@ mod tests {
                 .collect();
         assert_eq!(concat_batches(&want.schema(), &read_back).unwrap(), want);
 
-        let stats = stats_json(&rows, &written);
-        assert_eq!(stats, stats_json(&SortedRows::from(&want), &written));
+        let in_order = write_rows(Vec::new(), &SortedRows::from(&want), props).unwrap();
+        assert_eq!(stats, in_order.1);
         assert_eq!(stat(&stats, "minValues", "s"), "\"a\"");
         assert_eq!(
             stat(&stats, "maxValues", "s"),
@@ -2796,7 +2983,7 @@ mod tests {
             .set_max_row_group_row_count(Some(128))
             .build();
         let mut writer =
-            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props)).unwrap();
+            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props.clone())).unwrap();
         writer.write(&batch).unwrap();
         let written = writer.close().unwrap();
         assert!(written.num_row_groups() > 1);
@@ -2829,7 +3016,9 @@ mod tests {
             }
         }
         assert_eq!(
-            stats_json(&SortedRows::from(&batch), &written),
+            write_rows(Vec::new(), &SortedRows::from(&batch), props)
+                .unwrap()
+                .1,
             format!(
                 "{{\"numRecords\":{rows},\"minValues\":{{{min}}},\"maxValues\":{{{max}}},\"nullCount\":{{{nulls}}},\"tightBounds\":true}}"
             )

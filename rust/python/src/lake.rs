@@ -2,12 +2,15 @@
 //! user-facing API and the Delta commits.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use aftershock_core::compaction;
 use aftershock_core::lake::{IngestOutcome, Lake, LakeOptions, PendingCommit};
+use aftershock_core::parquet_files::{DataFile, ParquetOptions};
 use aftershock_core::wal::Durability;
 
 use crate::run;
@@ -56,17 +59,22 @@ impl RawLake {
     }
 }
 
+/// A written data file as the dict `lake.py` turns into a Delta `add` action.
+fn file_dict<'py>(py: Python<'py>, f: &DataFile) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("path", &f.path)?;
+    d.set_item("size", f.size)?;
+    d.set_item("partition_values", f.partition_values.clone())?;
+    d.set_item("rows", f.rows)?;
+    d.set_item("stats_json", &f.stats_json)?;
+    d.set_item("modification_time_ms", f.modification_time_ms)?;
+    Ok(d)
+}
+
 fn commit_dict<'py>(py: Python<'py>, p: &PendingCommit) -> PyResult<Bound<'py, PyDict>> {
     let files = PyList::empty(py);
     for f in &p.files {
-        let d = PyDict::new(py);
-        d.set_item("path", &f.path)?;
-        d.set_item("size", f.size)?;
-        d.set_item("partition_values", f.partition_values.clone())?;
-        d.set_item("rows", f.rows)?;
-        d.set_item("stats_json", &f.stats_json)?;
-        d.set_item("modification_time_ms", f.modification_time_ms)?;
-        files.append(d)?;
+        files.append(file_dict(py, f)?)?;
     }
     let d = PyDict::new(py);
     d.set_item("table", p.table)?;
@@ -74,6 +82,25 @@ fn commit_dict<'py>(py: Python<'py>, p: &PendingCommit) -> PyResult<Bound<'py, P
     d.set_item("rows", p.rows)?;
     d.set_item("files", files)?;
     Ok(d)
+}
+
+/// Rewrites the data files `paths` (relative to `table_dir`, all in partition
+/// `day=<day>` of lake table `table`) as one new file in that partition, with the
+/// encodings and statistics of a flush; returns it as a dict like a flush's files, or
+/// None when they hold no rows. The inputs stay; committing the swap is the caller's job.
+#[pyfunction]
+pub fn compact_data_files<'py>(
+    py: Python<'py>,
+    table_dir: &str,
+    table: &str,
+    day: &str,
+    paths: Vec<String>,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let opts = ParquetOptions::default();
+    let file = run(py, || {
+        compaction::compact_data_files(Path::new(table_dir), table, day, &paths, &opts)
+    })?;
+    file.map(|f| file_dict(py, &f)).transpose()
 }
 
 /// Accepted and rejected records, the partial-success message, and the values repaired on

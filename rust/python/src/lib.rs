@@ -123,6 +123,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_logs_json, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
     m.add_function(wrap_pyfunction!(plain_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(lake::compact_data_files, m)?)?;
     m.add(
         "TABLES",
         (
