@@ -14,9 +14,11 @@ A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
 * bytes per span on disk: the data files of the committed snapshot, before and after a
   compaction;
 * the CPU time of that compaction (``compact_table``, as maintenance runs it once a
-  partition holds 8 small files: the Rust core's writer) per span, in microseconds, and
-  that of delta-rs's optimize on a copy of the same table (the baseline it replaced): a
-  serving writer pays for a compaction too, later, for every span at least once;
+  partition holds 8 small files: the Rust core copying row groups of 16K rows or more,
+  merging the rest) per span, in microseconds; of the same compaction with every row group
+  merged (what a quiet writer's small flushes get); and of delta-rs's optimize (the
+  baseline the core's compaction replaced), each on a copy of the same table: a serving
+  writer pays for a compaction too, later, for every span at least once;
 * spans/s of CPU with that compaction counted in, what one core sustains;
 * the process's peak RSS.
 
@@ -87,10 +89,16 @@ def run(payloads: list[bytes], spans: int, flush_every: int) -> dict[str, float]
         total = spans * requests
         before = data_bytes(data / "spans")
         shutil.copytree(data / "spans", data / "spans-baseline")
+        shutil.copytree(data / "spans", data / "spans-merged")
         compact_cpu = time.process_time()
         compact_table(DeltaTable(str(data / "spans")), min_files=2)
         compact_cpu = time.process_time() - compact_cpu
         after = data_bytes(data / "spans")
+        merged_cpu = time.process_time()
+        compact_table(
+            DeltaTable(str(data / "spans-merged")), min_files=2, copy_row_group_rows=1 << 62
+        )
+        merged_cpu = time.process_time() - merged_cpu
         baseline_cpu = time.process_time()
         optimize_with_delta_rs(DeltaTable(str(data / "spans-baseline")), min_files=2)
         baseline_cpu = time.process_time() - baseline_cpu
@@ -101,6 +109,8 @@ def run(payloads: list[bytes], spans: int, flush_every: int) -> dict[str, float]
             "B/span compacted": after / total,
             "B/span delta-rs": data_bytes(data / "spans-baseline") / total,
             "compact us/span": 1e6 * compact_cpu / total,
+            "merged us/span": 1e6 * merged_cpu / total,
+            "B/span merged": data_bytes(data / "spans-merged") / total,
             "delta-rs us/span": 1e6 * baseline_cpu / total,
             "sustained": total / (cpu + compact_cpu),
             "rollups B": data_bytes(data / "rollups"),
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'payload':32} {'B/req':>9} {'spans/s':>11} {'spans/s CPU':>12} "
         f"{'B/span':>7} {'compacted':>10} {'compact CPU':>12} {'+compaction':>12}"
-        f"  | delta-rs: {'B/span':>7} {'CPU':>9}"
+        f"  | all merged: {'B/span':>7} {'CPU':>9}  | delta-rs: {'B/span':>7} {'CPU':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:32} {len(payloads[0]):>9,} {r['spans/s']:>11,.0f} {r['spans/s cpu']:>12,.0f} "
             f"{r['B/span']:>7.1f} {r['B/span compacted']:>10.1f}"
             f" {r['compact us/span']:>9.2f} us {r['sustained']:>12,.0f}"
+            f"  |             {r['B/span merged']:>7.1f} {r['merged us/span']:>6.2f} us"
             f"  |           {r['B/span delta-rs']:>7.1f} {r['delta-rs us/span']:>6.2f} us"
         )
     realistic_payloads = kinds[1][1]

@@ -33,7 +33,12 @@ def decode_logs_json(
 def table_schema(name: str) -> Any: ...
 def plain_columns(name: str) -> list[tuple[str, str]]: ...
 def compact_data_files(
-    table_dir: str, table: str, day: str, paths: list[str]
+    table_dir: str,
+    table: str,
+    day: str,
+    paths: list[str],
+    *,
+    copy_row_group_rows: int | None = None,
 ) -> dict[str, Any] | None: ...
 
 @final

@@ -209,16 +209,20 @@ def compaction_properties(table: str) -> WriterProperties:
     )
 
 
-def compact_table(table: DeltaTable, min_files: int = COMPACT_MIN_FILES) -> int:
+def compact_table(
+    table: DeltaTable, min_files: int = COMPACT_MIN_FILES, *, copy_row_group_rows: int | None = None
+) -> int:
     """Rewrites the small data files of each day partition of ``table`` that holds
     ``min_files`` or more of them into files of about ``COMPACT_TARGET_BYTES``, one Delta
     commit per new file; returns the files removed.
 
     Readers see either the old files or the new ones, never both: counts stay exact.
 
-    aftershock's own tables on a local disk are rewritten by the Rust core's writer, the
-    one flushes use (half the CPU of delta-rs's optimize, and smaller files); any other
-    table by delta-rs's optimize.
+    aftershock's own tables on a local disk are rewritten by the Rust core
+    (``_core.compact_data_files``): row groups of ``copy_row_group_rows`` rows or more (by
+    default the core's threshold, 16K) that its writer wrote are copied as they are, the
+    others merged through the writer flushes use. Any other table is compacted by
+    delta-rs's optimize.
     """
     table.update_incremental()
     name = table.metadata().name or ""
@@ -242,7 +246,7 @@ def compact_table(table: DeltaTable, min_files: int = COMPACT_MIN_FILES) -> int:
         # File names start with their write time: oldest first.
         for group in _bins(sorted(candidates), COMPACT_TARGET_BYTES):
             if len(group) >= 2:
-                _rewrite(table, name, table_dir, day, group)
+                _rewrite(table, name, table_dir, day, group, copy_row_group_rows)
                 removed += len(group)
     return removed
 
@@ -272,10 +276,21 @@ def _bins(files: list[tuple[str, int]], target: int) -> Iterator[list[tuple[str,
 
 
 def _rewrite(
-    table: DeltaTable, name: str, table_dir: Path, day: str, group: list[tuple[str, int]]
+    table: DeltaTable,
+    name: str,
+    table_dir: Path,
+    day: str,
+    group: list[tuple[str, int]],
+    copy_row_group_rows: int | None,
 ) -> None:
     """Writes the files of ``group`` (path, size) as one and commits the swap."""
-    written = _core.compact_data_files(str(table_dir), name, day, [p for p, _ in group])
+    written = _core.compact_data_files(
+        str(table_dir),
+        name,
+        day,
+        [p for p, _ in group],
+        copy_row_group_rows=copy_row_group_rows,
+    )
     now_ms = int(time.time() * 1000)
     actions: list[AddAction | RemoveAction] = [
         RemoveAction(path, False, now_ms, size, {PARTITION_COLUMN: day}) for path, size in group

@@ -4,9 +4,12 @@
 //! Committing the swap (one Delta commit removing the inputs and adding the output) is the
 //! caller's job, as it is for flushes.
 //!
-//! Memory stays bounded whatever the inputs' size: rows are read a batch at a time and
-//! written a row group at a time, each row group's rows sorted among themselves (the
-//! inputs are sorted already, so a row group interleaves a few runs).
+//! Row groups of [`ParquetOptions::copy_row_group_rows`] rows or more in files this writer
+//! wrote are copied as they are, pages, bloom filter and page index, at the cost of a file
+//! copy. The rest are decoded and merged: memory stays bounded whatever the inputs' size,
+//! as rows are read a batch at a time and written a row group at a time, each row group's
+//! rows sorted among themselves (the inputs are sorted already, so a row group interleaves
+//! a few runs).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -16,11 +19,14 @@ use std::sync::Arc;
 use arrow_array::{new_null_array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::properties::WriterProperties;
 
 use crate::error::Result;
 use crate::parquet_files::{
-    layout, sort_rows, writer_properties, DataFile, DataFileWriter, ParquetOptions,
+    copyable, layout, sort_rows, writer_properties, DataFile, DataFileWriter, Layout,
+    ParquetOptions,
 };
 
 /// Rows read from an input file at a time.
@@ -60,7 +66,27 @@ pub fn compact_data_files(
                 "{input:?} is not a path inside the table directory"
             )));
         }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(table_dir.join(path))?)?
+        let file = File::open(table_dir.join(path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            file.try_clone()?,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )?;
+        let meta = Arc::clone(builder.metadata());
+        let (copy, decode): (Vec<usize>, Vec<usize>) = (0..meta.num_row_groups())
+            .partition(|&rg| meta.row_group(rg).num_rows() as usize >= opts.copy_row_group_rows);
+        let (copy, decode) = match copyable(table, &meta, builder.schema())? {
+            true => (copy, decode),
+            false => (Vec::new(), (0..meta.num_row_groups()).collect()),
+        };
+        for rg in copy {
+            output(&mut out, table_dir, day, &layout, &props)?
+                .append_row_group(&file, &meta, rg)?;
+        }
+        if decode.is_empty() {
+            continue;
+        }
+        let reader = builder
+            .with_row_groups(decode)
             .with_batch_size(READ_BATCH_ROWS)
             .build()?;
         for batch in reader {
@@ -84,15 +110,26 @@ fn write_sorted(
     out: &mut Option<DataFileWriter>,
     table_dir: &Path,
     day: &str,
-    layout: &crate::parquet_files::Layout,
-    props: &parquet::file::properties::WriterProperties,
+    layout: &Layout,
+    props: &WriterProperties,
     batches: Vec<RecordBatch>,
 ) -> Result<()> {
     // The days sort_rows finds are ignored: the rows stay in the inputs' partition.
     let Some((sorted, _)) = sort_rows(layout, &batches, Vec::new())? else {
         return Ok(());
     };
-    let file = match out {
+    output(out, table_dir, day, layout, props)?.write(&sorted)
+}
+
+/// The output file, created on first use.
+fn output<'a>(
+    out: &'a mut Option<DataFileWriter>,
+    table_dir: &Path,
+    day: &str,
+    layout: &Layout,
+    props: &WriterProperties,
+) -> Result<&'a mut DataFileWriter> {
+    Ok(match out {
         Some(f) => f,
         None => out.insert(DataFileWriter::create(
             table_dir,
@@ -100,8 +137,7 @@ fn write_sorted(
             &layout.schema,
             props.clone(),
         )?),
-    };
-    file.write(&sorted)
+    })
 }
 
 /// The first `rows` rows of `pending` (which holds at least that many), taken off it.
@@ -159,8 +195,9 @@ mod tests {
     use arrow_ord::ord::make_comparator;
     use arrow_schema::{DataType, Field, Schema, SortOptions};
     use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::ReaderProperties;
     use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::SerializedFileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 
     use super::*;
     use crate::parquet_files::tests::{read, spans_batch, strings};
@@ -180,6 +217,28 @@ mod tests {
             .collect();
         let first = files.iter().map(day_of).min().unwrap();
         files.into_iter().filter(|f| day_of(f) == first).collect()
+    }
+
+    /// Flushes the slices of `batch` between consecutive `cuts`, one flush each; returns
+    /// the files of the first day, in order.
+    fn flush_cuts(
+        dir: &Path,
+        batch: &RecordBatch,
+        cuts: &[usize],
+        opts: &ParquetOptions,
+    ) -> Vec<DataFile> {
+        let slices: Vec<RecordBatch> = cuts
+            .windows(2)
+            .map(|w| batch.slice(w[0], w[1] - w[0]))
+            .collect();
+        flush_each(dir, &slices, opts)
+    }
+
+    /// The span ids of `batch`, sorted.
+    fn span_ids(batch: &RecordBatch) -> Vec<String> {
+        let mut ids = strings(batch, col::SPAN_ID);
+        ids.sort();
+        ids
     }
 
     fn paths(files: &[DataFile]) -> Vec<String> {
@@ -233,11 +292,7 @@ mod tests {
             ..Default::default()
         };
         let cuts = [0, 1, 101, 434, 634, 900, batch.num_rows()];
-        let slices: Vec<RecordBatch> = cuts
-            .windows(2)
-            .map(|w| batch.slice(w[0], w[1] - w[0]))
-            .collect();
-        let inputs = flush_each(&dir.0, &slices, &opts);
+        let inputs = flush_cuts(&dir.0, &batch, &cuts, &opts);
         assert_eq!(inputs.len(), 6);
         let rows: u64 = inputs.iter().map(|f| f.rows).sum();
         let day = day_of(&inputs[0]);
@@ -281,12 +336,99 @@ mod tests {
         }
         let mut want: Vec<String> = inputs
             .iter()
-            .flat_map(|f| strings(&read(&dir.0.join(&f.path)), col::SPAN_ID))
+            .flat_map(|f| span_ids(&read(&dir.0.join(&f.path))))
             .collect();
-        let mut span_ids = strings(&got, col::SPAN_ID);
         want.sort();
-        span_ids.sort();
-        assert_eq!(span_ids, want);
+        assert_eq!(span_ids(&got), want);
+    }
+
+    #[test]
+    fn large_row_groups_of_this_writers_files_are_copied_as_they_are() {
+        // Flushes with row groups of 250 rows and a remainder each; row groups of 100 rows
+        // or more are copied, pages, bloom filter and page index; the remainders merged.
+        let batch = spans_batch(200);
+        let dir = TempDir::new("compact-copy");
+        let opts = ParquetOptions {
+            row_group_rows: 250,
+            copy_row_group_rows: 100,
+            ..Default::default()
+        };
+        let cuts = [0, 330, 360, 700, batch.num_rows()];
+        let inputs = flush_cuts(&dir.0, &batch, &cuts, &opts);
+        let day = day_of(&inputs[0]);
+        let copied = compact_data_files(&dir.0, SPANS, &day, &paths(&inputs), &opts)
+            .unwrap()
+            .unwrap();
+        let merged = compact_data_files(
+            &dir.0,
+            SPANS,
+            &day,
+            &paths(&inputs),
+            &ParquetOptions {
+                copy_row_group_rows: usize::MAX,
+                ..opts.clone()
+            },
+        )
+        .unwrap()
+        .unwrap();
+        // The same Delta statistics either way (no floats, no long strings here).
+        assert_eq!(copied.stats_json, merged.stats_json);
+        assert_eq!(copied.rows, merged.rows);
+
+        let open = |path: &str| {
+            SerializedFileReader::new_with_options(
+                File::open(dir.0.join(path)).unwrap(),
+                ReadOptionsBuilder::new()
+                    .with_page_index()
+                    .with_reader_properties(
+                        ReaderProperties::builder()
+                            .set_read_bloom_filter(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .unwrap()
+        };
+        let out = open(&copied.path);
+        let sizes: Vec<i64> = out
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        // Inputs of 330, 30, 340, 300 rows: row groups 250 + 80, 30, 250 + 90, 250 + 50.
+        // Copied: the three 250s; merged into a fourth: 80 + 30 + 90 + 50.
+        assert_eq!(sizes, [250, 250, 250, 250], "{sizes:?}");
+        assert_eq!(
+            span_ids(&read(&dir.0.join(&copied.path))),
+            span_ids(&read(&dir.0.join(&merged.path)))
+        );
+
+        // The first row group is the first input's first one, byte for byte: same pages,
+        // a bloom filter that finds its traces, and a page index.
+        let input = open(&inputs[0].path);
+        let (a, b) = (out.metadata().row_group(0), input.metadata().row_group(0));
+        let trace_col = crate::schema::spans_schema()
+            .index_of(col::TRACE_ID)
+            .unwrap();
+        let bytes = |path: &str, c: &parquet::file::metadata::ColumnChunkMetaData| {
+            let (start, len) = c.byte_range();
+            fs::read(dir.0.join(path)).unwrap()[start as usize..(start + len) as usize].to_vec()
+        };
+        for c in 0..a.num_columns() {
+            assert_eq!(
+                bytes(&copied.path, a.column(c)),
+                bytes(&inputs[0].path, b.column(c))
+            );
+        }
+        let bloom = out.get_row_group(0).unwrap();
+        let bloom = bloom.get_column_bloom_filter(trace_col).unwrap();
+        let first = read(&dir.0.join(&copied.path)).slice(0, 250);
+        assert!(strings(&first, col::TRACE_ID)
+            .iter()
+            .all(|id| bloom.check(id.as_str())));
+        assert!(out.metadata().offset_index().is_some());
+        assert!(out.metadata().column_index().is_some());
     }
 
     /// `data_type` with the children of maps and lists named as delta-rs's writer
@@ -319,7 +461,11 @@ mod tests {
         // metadata), one flush: the compacted file has the table's own schema.
         let batch = spans_batch(60);
         let dir = TempDir::new("compact-foreign");
-        let opts = ParquetOptions::default();
+        // Any row group of this writer's would be copied; the other writer's are not.
+        let opts = ParquetOptions {
+            copy_row_group_rows: 1,
+            ..Default::default()
+        };
         let flushed = flush_each(&dir.0, &[batch.slice(0, 100)], &opts);
         let day = day_of(&flushed[0]);
         let theirs = batch.slice(100, 150);

@@ -32,10 +32,12 @@ use chrono::DateTime;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-#[cfg(test)]
-use parquet::file::metadata::ParquetMetaData;
-use parquet::file::metadata::{KeyValue, RowGroupMetaData, SortingColumn};
+use parquet::bloom_filter::Sbbf;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{KeyValue, ParquetMetaData, RowGroupMetaData, SortingColumn};
 use parquet::file::properties::{BloomFilterProperties, EnabledStatistics, WriterProperties};
+use parquet::file::reader::ChunkReader;
+use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use parquet::schema::types::SchemaDescriptor;
@@ -51,6 +53,8 @@ pub const DAY: &str = "day";
 
 /// Key of the Parquet key/value metadata entry naming the writer.
 pub const WRITER_KEY: &str = "aftershock.writer";
+/// Key of the Parquet key/value metadata entry naming the table a file is of.
+pub const TABLE_KEY: &str = "aftershock.table";
 
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
@@ -77,6 +81,12 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// False-positive rate of the `trace_id` bloom filter.
     pub bloom_filter_fpp: f64,
+    /// Compaction copies row groups of at least this many rows from files this writer
+    /// wrote as they are, encoded pages and all, rather than decoding and encoding them
+    /// again ([`crate::compaction`]). Busy writers flush row groups of tens of thousands
+    /// of rows, which re-encoding would merge into 128K-row ones for a few percent fewer
+    /// bytes at the full cost of a flush; a quiet writer's small row groups are merged.
+    pub copy_row_group_rows: usize,
 }
 
 impl Default for ParquetOptions {
@@ -86,6 +96,7 @@ impl Default for ParquetOptions {
             id_zstd_level: 1,
             row_group_rows: 128 * 1024,
             bloom_filter_fpp: 0.01,
+            copy_row_group_rows: 16 * 1024,
         }
     }
 }
@@ -1069,7 +1080,7 @@ pub(crate) fn writer_properties(
                 WRITER_KEY.to_string(),
                 concat!("aftershock-core ", env!("CARGO_PKG_VERSION")).to_string(),
             ),
-            KeyValue::new("aftershock.table".to_string(), table.to_string()),
+            KeyValue::new(TABLE_KEY.to_string(), table.to_string()),
         ]));
     for name in layout.plain {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*name), false);
@@ -1169,6 +1180,19 @@ impl DataFileWriter {
     /// Appends `rows` in the order they are in, in row groups of the properties' size.
     pub(crate) fn write(&mut self, rows: &SortedRows) -> Result<()> {
         self.sink.write(rows)
+    }
+
+    /// Appends row group `index` of the file `source`, whose metadata (with its page
+    /// index, if it has one) is `meta`, as it is: its encoded pages, bloom filters and
+    /// page index. The source must have this file's schema and Delta statistics on its
+    /// flat columns ([`copyable`]).
+    pub(crate) fn append_row_group<R: ChunkReader>(
+        &mut self,
+        source: &R,
+        meta: &ParquetMetaData,
+        index: usize,
+    ) -> Result<()> {
+        self.sink.append_row_group(source, meta, index)
     }
 
     /// Writes the footer, makes the file durable under its final name and returns it.
@@ -1289,6 +1313,30 @@ impl<W: Write + Send> ParquetSink<W> {
         Ok(())
     }
 
+    /// See [`DataFileWriter::append_row_group`].
+    fn append_row_group<R: ChunkReader>(
+        &mut self,
+        source: &R,
+        meta: &ParquetMetaData,
+        index: usize,
+    ) -> Result<()> {
+        let rows = meta.row_group(index);
+        let mut row_group = self.writer.next_row_group()?;
+        for (c, chunk) in rows.columns().iter().enumerate() {
+            let close = ColumnCloseResult {
+                bytes_written: u64::try_from(chunk.compressed_size()).unwrap_or(0),
+                rows_written: u64::try_from(rows.num_rows()).unwrap_or(0),
+                metadata: chunk.clone(),
+                bloom_filter: Sbbf::read_from_column_chunk(chunk, source)?,
+                column_index: page_index_entry(meta.column_index(), index, c),
+                offset_index: page_index_entry(meta.offset_index(), index, c),
+            };
+            row_group.append_column(source, close)?;
+        }
+        let written = row_group.close()?;
+        self.stats.add_written(&written)
+    }
+
     fn write_row_group(&mut self, rows: &SortedRows) -> Result<()> {
         let schema = Arc::clone(&self.schema);
         let parquet_schema = &self.parquet_schema;
@@ -1347,6 +1395,44 @@ impl<W: Write + Send> ParquetSink<W> {
         self.stats.add(rows, &written);
         Ok(())
     }
+}
+
+/// Column `column` of row group `row_group` of a page index (column or offset index).
+fn page_index_entry<T: Clone>(
+    index: Option<&Vec<Vec<T>>>,
+    row_group: usize,
+    column: usize,
+) -> Option<T> {
+    index?.get(row_group)?.get(column).cloned()
+}
+
+/// Whether the row groups of a file with metadata `meta` and Arrow schema `schema` can be
+/// copied into a file of `table` as they are: written by this writer for that table, with
+/// the table's schema, and with the statistics the Delta statistics are made from.
+pub(crate) fn copyable(table: &str, meta: &ParquetMetaData, schema: &SchemaRef) -> Result<bool> {
+    let layout = layout(table)?;
+    let kv = meta.file_metadata().key_value_metadata();
+    let entry = |key: &str| {
+        kv.and_then(|kv| kv.iter().find(|e| e.key == key))
+            .and_then(|e| e.value.as_deref())
+    };
+    if !entry(WRITER_KEY).is_some_and(|w| w.starts_with("aftershock-core "))
+        || entry(TABLE_KEY) != Some(table)
+        || schema.fields() != layout.schema.fields()
+    {
+        return Ok(false);
+    }
+    Ok(meta.row_groups().iter().all(|rg| {
+        layout.schema.fields().iter().all(|f| {
+            f.data_type().is_nested()
+                || rg
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().parts() == [f.name().as_str()])
+                    .and_then(|c| c.statistics())
+                    .is_some_and(|s| s.null_count_opt().is_some())
+        })
+    }))
 }
 
 /// arrow-rs column writers made with a file's own properties, for the leaves whose
@@ -1593,6 +1679,62 @@ impl FileStats {
             };
             column.bounds = std::mem::take(&mut column.bounds).merge(bounds);
         }
+    }
+
+    /// Adds a row group copied as it was written (`written`), from its Parquet statistics
+    /// alone: exact for integers and timestamps, and for strings unless cut (then, as for
+    /// floating point columns, whose statistics leave NaN out, no bound).
+    fn add_written(&mut self, written: &RowGroupMetaData) -> Result<()> {
+        self.rows += usize::try_from(written.num_rows()).unwrap_or(0);
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            if field.data_type().is_nested() {
+                continue;
+            }
+            let stats = written
+                .columns()
+                .iter()
+                .find(|c| c.column_path().parts() == [field.name().as_str()])
+                .and_then(|c| c.statistics());
+            let Some(nulls) = stats.and_then(|s| s.null_count_opt()) else {
+                return Err(Error::Internal(format!(
+                    "a copied row group has no null count for {}",
+                    field.name()
+                )));
+            };
+            let column = &mut self.columns[i];
+            column.nulls += usize::try_from(nulls).unwrap_or(usize::MAX);
+            let bounds = match (field.data_type(), stats) {
+                (_, Some(s)) if s.min_bytes_opt().is_none() => Bounds::Empty,
+                (DataType::Int32, Some(Statistics::Int32(s))) => match (s.min_opt(), s.max_opt()) {
+                    (Some(&lo), Some(&hi)) => Bounds::Int(lo.into(), hi.into()),
+                    _ => Bounds::Unknown,
+                },
+                (DataType::Int64, Some(Statistics::Int64(s))) => match (s.min_opt(), s.max_opt()) {
+                    (Some(&lo), Some(&hi)) => Bounds::Int(lo, hi),
+                    _ => Bounds::Unknown,
+                },
+                (DataType::Timestamp(TimeUnit::Nanosecond, _), Some(Statistics::Int64(s))) => {
+                    match (s.min_opt(), s.max_opt()) {
+                        (Some(&lo), Some(&hi)) => Bounds::Time(lo, hi),
+                        _ => Bounds::Unknown,
+                    }
+                }
+                (DataType::Utf8, Some(s)) if s.min_is_exact() && s.max_is_exact() => {
+                    match (s.min_bytes_opt(), s.max_bytes_opt()) {
+                        (Some(lo), Some(hi)) => {
+                            match (std::str::from_utf8(lo), std::str::from_utf8(hi)) {
+                                (Ok(lo), Ok(hi)) => Bounds::Str(lo.to_string(), hi.to_string()),
+                                _ => Bounds::Unknown,
+                            }
+                        }
+                        _ => Bounds::Unknown,
+                    }
+                }
+                _ => Bounds::Unknown,
+            };
+            column.bounds = std::mem::take(&mut column.bounds).merge(bounds);
+        }
+        Ok(())
     }
 
     /// The statistics as the Delta log stores them (`add.stats`).

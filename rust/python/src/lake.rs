@@ -88,15 +88,22 @@ fn commit_dict<'py>(py: Python<'py>, p: &PendingCommit) -> PyResult<Bound<'py, P
 /// `day=<day>` of lake table `table`) as one new file in that partition, with the
 /// encodings and statistics of a flush; returns it as a dict like a flush's files, or
 /// None when they hold no rows. The inputs stay; committing the swap is the caller's job.
+/// Row groups of `copy_row_group_rows` rows or more (by default the core's threshold) are
+/// copied as they are.
 #[pyfunction]
+#[pyo3(signature = (table_dir, table, day, paths, *, copy_row_group_rows = None))]
 pub fn compact_data_files<'py>(
     py: Python<'py>,
     table_dir: &str,
     table: &str,
     day: &str,
     paths: Vec<String>,
+    copy_row_group_rows: Option<usize>,
 ) -> PyResult<Option<Bound<'py, PyDict>>> {
-    let opts = ParquetOptions::default();
+    let mut opts = ParquetOptions::default();
+    if let Some(rows) = copy_row_group_rows {
+        opts.copy_row_group_rows = rows;
+    }
     let file = run(py, || {
         compaction::compact_data_files(Path::new(table_dir), table, day, &paths, &opts)
     })?;
