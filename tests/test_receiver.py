@@ -112,6 +112,39 @@ def test_grpc_gzip_works(receiver: Receiver) -> None:
     assert stored(receiver) == {"gz": 20}
 
 
+def test_grpc_deflate_and_corrupt_compressed_messages(receiver: Receiver) -> None:
+    """The server inflates messages itself: deflate works as gzip does; a message with a
+    gzip header that does not inflate is INVALID_ARGUMENT and counted as refused."""
+    grpc_export(receiver, trace_request("zz"), compression=grpc.Compression.Deflate)
+    assert stored(receiver) == {"zz": 20}
+    broken = gzip.compress(trace_request("broken"))[:-40]
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_export(receiver, broken)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "gzip" in (err.value.details() or "")
+    labels = {"transport": "grpc", "signal": "traces", "reason": "invalid"}
+    assert metric(metrics_text(receiver), "aftershock_receiver_refused_requests_total", **labels)
+    assert stored(receiver) == {"zz": 20}
+
+
+def test_grpc_message_encoding_is_told_by_its_header() -> None:
+    import zlib
+
+    from aftershock.receiver.ingest import grpc_message_encoding
+
+    body = trace_request("sniff")
+    assert body[0] == 0x0A
+    assert grpc_message_encoding(body) is None
+    assert grpc_message_encoding(b"") is None
+    assert grpc_message_encoding(gzip.compress(body)) == "gzip"
+    for level in (1, 6, 9):
+        for wbits in (9, 12, 15):
+            z = zlib.compressobj(level, zlib.DEFLATED, wbits)
+            assert grpc_message_encoding(z.compress(body) + z.flush()) == "deflate"
+    # The tag of field 1 is no zlib header, whatever follows it.
+    assert all(grpc_message_encoding(bytes([0x0A, b])) is None for b in range(256))
+
+
 def test_grpc_limit_applies_after_decompression(tmp_path: Path) -> None:
     r = start_receiver(tmp_path, max_request_bytes=256 << 10)
     try:
@@ -123,6 +156,8 @@ def test_grpc_limit_applies_after_decompression(tmp_path: Path) -> None:
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         trailers = dict(err.value.trailing_metadata() or ())
         assert "google.rpc.retryinfo-bin" not in trailers  # not retryable
+        labels = {"transport": "grpc", "signal": "traces", "reason": "too_large"}
+        assert metric(metrics_text(r), "aftershock_receiver_refused_requests_total", **labels) == 1
         grpc_export(r, trace_request("small"), compression=grpc.Compression.Gzip)
         assert stored(r) == {"small": 20}
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 
 import grpc
@@ -81,6 +82,48 @@ def unauthenticated() -> Refusal:
         grpc.StatusCode.UNAUTHENTICATED,
         401,
     )
+
+
+#: zlib ``wbits`` for each accepted Content-Encoding (``deflate`` is tried as zlib, then raw).
+ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflates ``body``; raises :class:`Refusal` (413) past ``limit`` bytes of output.
+
+    The output is capped while inflating, so a small bomb never allocates its full size.
+    """
+    wbits = ENCODINGS[encoding]
+    for bits in (wbits, -15) if encoding == "deflate" else (wbits,):
+        inflater = zlib.decompressobj(bits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error as e:
+            if bits != -15 and encoding == "deflate":
+                continue
+            raise invalid(f"cannot decompress {encoding} body: {e}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if not inflater.eof:
+            raise invalid(f"truncated {encoding} body")
+        return out
+    raise invalid(f"cannot decompress {encoding} body")
+
+
+def grpc_message_encoding(message: bytes) -> str | None:
+    """How a gRPC message the server did not decompress is compressed: ``gzip``,
+    ``deflate`` (zlib), or None when it is not.
+
+    The receiver inflates messages itself (gRPC's own inflate cost twice as much CPU as
+    zlib's here), and grpcio hands them over without their ``grpc-encoding``, so the
+    format is told by its header. An OTLP request never starts like either: its first
+    byte is the tag of its field 1 (0x0a), and gzip's 0x1f is no protobuf tag at all.
+    """
+    if message[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(message) >= 2 and message[0] & 0x8F == 0x08 and (message[0] << 8 | message[1]) % 31 == 0:
+        return "deflate"
+    return None
 
 
 def refusal_for(error: Exception) -> Refusal:

@@ -2,7 +2,9 @@
 
 The handlers are generic: grpcio hands over the request bytes without parsing them, the
 Rust core decodes them (with the GIL released), and the response is encoded by hand. grpcio
-itself takes care of gzip and of the size limit after decompression.
+does not decompress them either (``grpc.per_message_decompression`` off): the handler
+inflates gzip and deflate messages with zlib, which costs half what gRPC's own inflate did,
+under the same size limit after decompression as OTLP/HTTP bodies.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from aftershock.receiver import protowire
 from aftershock.receiver.auth import BearerToken
-from aftershock.receiver.ingest import Ingestor, Refusal, Signal, unauthenticated
+from aftershock.receiver.ingest import (
+    Ingestor,
+    Refusal,
+    Signal,
+    decompress,
+    grpc_message_encoding,
+    unauthenticated,
+)
 
 METHODS = {
     "/opentelemetry.proto.collector.trace.v1.TraceService/Export": Signal.TRACES,
@@ -47,8 +56,9 @@ def abort(context: grpc.ServicerContext, refusal: Refusal) -> None:
 
 
 class _ExportHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, max_request_bytes: int) -> None:
         self.ingestor = ingestor
+        self.max_request_bytes = max_request_bytes
         self._handlers = {
             method: grpc.unary_unary_rpc_method_handler(self._exporter(signal))
             for method, signal in METHODS.items()
@@ -57,6 +67,13 @@ class _ExportHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     def _exporter(self, signal: Signal) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         def export(request: bytes, context: grpc.ServicerContext) -> bytes:
             try:
+                encoding = grpc_message_encoding(request)
+                if encoding is not None:
+                    try:
+                        request = decompress(request, encoding, self.max_request_bytes)
+                    except Refusal as refusal:
+                        self.ingestor.metrics.refused_request("grpc", signal, refusal.reason)
+                        raise
                 rejected, message = self.ingestor.export(
                     signal, request, json=False, transport="grpc"
                 )
@@ -122,9 +139,12 @@ class GrpcListener:
             interceptors.append(_TokenInterceptor(token, refused))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aftershock-grpc"),
-            handlers=[_ExportHandler(ingestor), *extra_handlers],
+            handlers=[_ExportHandler(ingestor, max_request_bytes), *extra_handlers],
             interceptors=interceptors,
             options=[
+                # Messages arrive as the client compressed them (see the module's doc): this
+                # bounds their size on the wire, `decompress` their size inflated.
+                ("grpc.per_message_decompression", 0),
                 ("grpc.max_receive_message_length", max_request_bytes),
                 ("grpc.max_send_message_length", 4 << 20),
                 # Two receivers must never share a port without noticing.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl
-import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,10 +19,11 @@ from aiohttp import web
 from aftershock.receiver import protowire
 from aftershock.receiver.auth import BearerToken
 from aftershock.receiver.ingest import (
+    ENCODINGS,
     Ingestor,
     Refusal,
     Signal,
-    invalid,
+    decompress,
     too_large,
     unauthenticated,
 )
@@ -32,35 +32,11 @@ from aftershock.receiver.metrics import ReceiverMetrics
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-#: zlib ``wbits`` for each accepted Content-Encoding (``deflate`` is tried as zlib, then raw).
 #: Seconds an idle HTTP keep-alive connection is kept open.
 KEEPALIVE_SECONDS = 75.0
-ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 #: Time a client gets to send its whole body (aiohttp has no such limit); a slower one gets
 #: 408, so a client trickling its body cannot hold a connection and a buffer forever.
 BODY_TIMEOUT_SECONDS = 30.0
-
-
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflates ``body``; raises :class:`Refusal` (413) past ``limit`` bytes of output.
-
-    The output is capped while inflating, so a small bomb never allocates its full size.
-    """
-    wbits = ENCODINGS[encoding]
-    for bits in (wbits, -15) if encoding == "deflate" else (wbits,):
-        inflater = zlib.decompressobj(bits)
-        try:
-            out = inflater.decompress(body, limit + 1)
-        except zlib.error as e:
-            if bits != -15 and encoding == "deflate":
-                continue
-            raise invalid(f"cannot decompress {encoding} body: {e}") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise too_large(limit)
-        if not inflater.eof:
-            raise invalid(f"truncated {encoding} body")
-        return out
-    raise invalid(f"cannot decompress {encoding} body")
 
 
 class HttpListener:

@@ -1828,10 +1828,15 @@ fn bounds(array: &dyn Array) -> Bounds {
             if values.iter().flatten().any(|v| !v.is_finite()) {
                 return Bounds::Unknown;
             }
-            values
-                .iter()
-                .flatten()
-                .fold(Bounds::Empty, |acc, v| acc.merge(Bounds::Float(v, v)))
+            or_empty(
+                values
+                    .iter()
+                    .flatten()
+                    .fold(None, |acc: Option<(f64, f64)>, v| {
+                        Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+                    })
+                    .map(|(lo, hi)| Bounds::Float(lo, hi)),
+            )
         }
         DataType::Timestamp(TimeUnit::Nanosecond, _) => or_empty(
             min_max(
