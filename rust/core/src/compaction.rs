@@ -1,5 +1,5 @@
 //! Compaction: small data files of one day partition rewritten as one file, through the
-//! writer that flushes write ([`crate::parquet_files`]): the same encodings, sort order,
+//! same writer as flushes ([`crate::parquet_files`]): the same encodings, sort order,
 //! bloom filter and statistics, at the cost of a flush rather than of a generic writer.
 //! Committing the swap (one Delta commit removing the inputs and adding the output) is the
 //! caller's job, as it is for flushes.
