@@ -209,6 +209,19 @@ def compaction_properties(table: str) -> WriterProperties:
     )
 
 
+def add_action(file: dict[str, Any], *, data_change: bool) -> AddAction:
+    """The Delta ``add`` action of a data file the Rust core wrote (a flush's or a
+    compaction's file, as a dict)."""
+    return AddAction(
+        file["path"],
+        file["size"],
+        dict(file["partition_values"]),
+        file["modification_time_ms"],
+        data_change,
+        file["stats_json"],
+    )
+
+
 def compact_table(
     table: DeltaTable, min_files: int = COMPACT_MIN_FILES, *, copy_row_group_rows: int | None = None
 ) -> int:
@@ -296,16 +309,7 @@ def _rewrite(
         RemoveAction(path, False, now_ms, size, {PARTITION_COLUMN: day}) for path, size in group
     ]
     if written is not None:
-        actions.append(
-            AddAction(
-                written["path"],
-                written["size"],
-                dict(written["partition_values"]),
-                written["modification_time_ms"],
-                False,
-                written["stats_json"],
-            )
-        )
+        actions.append(add_action(written, data_change=False))
     try:
         table.create_write_transaction(
             actions,
@@ -482,15 +486,7 @@ class LakeWriter:
             dt = self._tables[table]
             dt.update_incremental()
             actions: list[AddAction | RemoveAction] = [
-                AddAction(
-                    f["path"],
-                    f["size"],
-                    dict(f["partition_values"]),
-                    f["modification_time_ms"],
-                    True,
-                    f["stats_json"],
-                )
-                for f in pending["files"]
+                add_action(f, data_change=True) for f in pending["files"]
             ]
             dt.create_write_transaction(
                 actions,

@@ -34,7 +34,9 @@ use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{KeyValue, ParquetMetaData, RowGroupMetaData, SortingColumn};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, KeyValue, ParquetMetaData, RowGroupMetaData, SortingColumn,
+};
 use parquet::file::properties::{BloomFilterProperties, EnabledStatistics, WriterProperties};
 use parquet::file::reader::ChunkReader;
 use parquet::file::statistics::Statistics;
@@ -1425,10 +1427,7 @@ pub(crate) fn copyable(table: &str, meta: &ParquetMetaData, schema: &SchemaRef) 
     Ok(meta.row_groups().iter().all(|rg| {
         layout.schema.fields().iter().all(|f| {
             f.data_type().is_nested()
-                || rg
-                    .columns()
-                    .iter()
-                    .find(|c| c.column_path().parts() == [f.name().as_str()])
+                || top_level_chunk(rg, f.name())
                     .and_then(|c| c.statistics())
                     .is_some_and(|s| s.null_count_opt().is_some())
         })
@@ -1690,11 +1689,7 @@ impl FileStats {
             if field.data_type().is_nested() {
                 continue;
             }
-            let stats = written
-                .columns()
-                .iter()
-                .find(|c| c.column_path().parts() == [field.name().as_str()])
-                .and_then(|c| c.statistics());
+            let stats = top_level_chunk(written, field.name()).and_then(|c| c.statistics());
             let Some(nulls) = stats.and_then(|s| s.null_count_opt()) else {
                 return Err(Error::Internal(format!(
                     "a copied row group has no null count for {}",
@@ -1770,6 +1765,17 @@ fn strings_in_order<'a>(
     })
 }
 
+/// The column chunk of the flat top-level column `name` in a row group.
+fn top_level_chunk<'a>(
+    row_group: &'a RowGroupMetaData,
+    name: &str,
+) -> Option<&'a ColumnChunkMetaData> {
+    row_group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().parts() == [name])
+}
+
 /// The min and max of a top-level string column in a written row group, `Some(None)`
 /// when it holds only nulls; `None` when its bounds are not exact (the writer cuts values
 /// longer than 64 bytes), so the values must be read.
@@ -1777,11 +1783,7 @@ fn row_group_string_bounds<'a>(
     written: &'a RowGroupMetaData,
     name: &str,
 ) -> Option<Option<(&'a str, &'a str)>> {
-    let chunk = written
-        .columns()
-        .iter()
-        .find(|c| c.column_path().parts() == [name])?;
-    let stats = chunk.statistics()?;
+    let stats = top_level_chunk(written, name)?.statistics()?;
     match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
         (Some(lo), Some(hi)) if stats.min_is_exact() && stats.max_is_exact() => Some(Some((
             std::str::from_utf8(lo).ok()?,
