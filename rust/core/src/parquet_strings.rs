@@ -330,16 +330,23 @@ impl<'a> Previous<'a> {
 }
 
 /// `a == b`, inline for the short strings of telemetry: `==` calls `memcmp`, whose call
-/// and size dispatch cost more than comparing a value of up to 16 bytes as two words.
+/// and size dispatch cost more than comparing a value of up to 16 bytes as two words, or
+/// one of up to 32 (a hex trace id, most attribute keys, a host name) as two 16-byte
+/// blocks.
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    // Two words that cover the value, overlapping when it is shorter than 16 (or 8) bytes.
+    // Two words (blocks) that cover the value, overlapping when it is shorter than 16 or 8
+    // (32) bytes.
     match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
         (Some(a0), Some(b0)) if a.len() <= 16 => {
             a0 == b0 && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        (Some(_), Some(_)) if a.len() <= 32 => {
+            a.first_chunk::<16>() == b.first_chunk::<16>()
+                && a.last_chunk::<16>() == b.last_chunk::<16>()
         }
         (Some(_), Some(_)) => a == b,
         _ => match (a.first_chunk::<4>(), b.first_chunk::<4>()) {
