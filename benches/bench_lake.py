@@ -8,7 +8,14 @@ following each other in time), ingests `--requests` distinct requests (generated
 different seeds beforehand, so that no two compress against each other) through
 `LakeWriter` on one pinned core. Each ingest returns only once its WAL record is fsynced.
 A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
-`--flush-every` requests and at the end. It prints:
+`--flush-every` requests and at the end: by default every 16, as a serving writer under full
+load flushes, when a quarter of its 512 MiB budget is buffered (17 realistic requests:
+~7.8 MB of buffered rows each), writing them as 32 MiB files (about 4 requests a file) and
+committing once per table. The timed run follows an untimed warm-up run of
+the same requests into another lake, thrown away: a serving writer runs for days, and the
+first run in a process also pays for the first touch of the memory its buffers will reuse
+(page faults, ~10% of that run's CPU), for loading code and for starting delta-rs's
+runtime. It prints:
 
 * spans/s, counted from the first ingest to the last commit, wall clock and CPU time;
 * bytes per span on disk: the data files of the committed snapshot, before and after a
@@ -73,19 +80,30 @@ def data_bytes(table: Path) -> int:
     return sum(os.path.getsize(u) for u in DeltaTable(str(table)).file_uris())
 
 
+def ingest(data: Path, payloads: list[bytes], flush_every: int) -> tuple[float, float]:
+    """Ingests ``payloads`` into a fresh lake at ``data``; returns wall and CPU seconds."""
+    writer = LakeWriter(data, background=False)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i, payload in enumerate(payloads):
+        writer.ingest_traces(payload)
+        if (i + 1) % flush_every == 0:
+            writer.flush()
+    writer.close()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def run(payloads: list[bytes], spans: int, flush_every: int) -> dict[str, float]:
-    """Ingests ``payloads`` into a fresh lake; returns the measurements."""
+    """Ingests ``payloads`` into a fresh lake, after a warm-up run into another one that
+    is thrown away; returns the measurements."""
     requests = len(payloads)
+    warm = Path(tempfile.mkdtemp(prefix="bench-lake-warm-"))
+    try:
+        ingest(warm, payloads, flush_every)
+    finally:
+        shutil.rmtree(warm, ignore_errors=True)
     data = Path(tempfile.mkdtemp(prefix="bench-lake-"))
     try:
-        writer = LakeWriter(data, background=False)
-        wall, cpu = time.perf_counter(), time.process_time()
-        for i, payload in enumerate(payloads):
-            writer.ingest_traces(payload)
-            if (i + 1) % flush_every == 0:
-                writer.flush()
-        writer.close()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = ingest(data, payloads, flush_every)
         total = spans * requests
         before = data_bytes(data / "spans")
         shutil.copytree(data / "spans", data / "spans-baseline")
@@ -162,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     """Runs both payloads and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16)
-    parser.add_argument("--flush-every", type=int, default=4)
+    parser.add_argument(
+        "--flush-every",
+        type=int,
+        default=16,
+        help="requests per flush (16: as a serving writer under full load; 4: the earlier runs)",
+    )
     parser.add_argument("--threads", type=int, default=4, help="ingest threads, served run")
     parser.add_argument("--rounds", type=int, default=12, help="sends of each request, served run")
     parser.add_argument("--quick", action="store_true", help="4 requests per payload kind")
@@ -217,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the process: {peak_mib:,.0f} MiB")
-    best = max([r["spans/s"] for r in results.values()] + [served["spans/s"]])
+    # Issue 3's target holds for both the 8192-span payload and realistic traces, per core:
+    # the lower of their spans/s of CPU (the process is pinned to one core).
+    worst = min(results[k]["spans/s cpu"] for k in (kinds[0][0], kinds[1][0]))
     realistic = results["realistic traces"]["B/span"]
-    print(f"target >= {TARGET_SPANS_PER_S:,} spans/s: {best:,.0f} -> ", end="")
-    print("met" if best >= TARGET_SPANS_PER_S else "NOT met")
+    print(f"target >= {TARGET_SPANS_PER_S:,} spans/s of CPU (random and realistic): ", end="")
+    print(f"{worst:,.0f} -> " + ("met" if worst >= TARGET_SPANS_PER_S else "NOT met"))
     print(f"target <= {TARGET_BYTES_PER_SPAN} B/span (realistic): {realistic:.1f} -> ", end="")
     print("met" if realistic <= TARGET_BYTES_PER_SPAN else "NOT met")
     return 0
