@@ -53,7 +53,8 @@ pub(crate) struct StringLeaf<'a> {
 
 /// The rows of one part numbered by the group they belong to, rows of a group holding
 /// the same value of a column: their context, or their context's resource, for a column
-/// of a scope or of a resource ([`crate::decode::Contexts`]).
+/// of a scope or of a resource ([`crate::decode::Contexts`]); or the same list of keys,
+/// for the keys of any other map ([`key_lists`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Groups<'a> {
     /// The group of each row of the part.
@@ -431,9 +432,58 @@ fn first_of_groups<T: Clone>(groups: &[Option<Groups<'_>>]) -> Vec<Vec<Option<T>
         .collect()
 }
 
+/// The rows of `map` numbered by their keys: rows with the same keys in the same order
+/// share a number, and the count of numbers. Found in the map's own row order, where a
+/// row's keys lie right after the previous row's, by comparing each row with the last
+/// [`KEY_LISTS`] distinct lists seen (most recently seen first); a list seen longer ago
+/// than that gets a new number, which costs [`intern`] one more row read as bytes.
+/// In sorted order, where each row is somewhere else in memory, `intern` then compares
+/// a row's number instead of its keys' bytes.
+fn key_lists(map: &MapArray) -> (Vec<u32>, usize) {
+    let keys = map.keys().as_string::<i32>();
+    let (rows, starts, bytes) = (map.value_offsets(), keys.value_offsets(), keys.value_data());
+    // Entries `a` and `b` (ranges of keys) hold the same keys.
+    let same = |a: (usize, usize), b: (usize, usize)| {
+        let (x, y) = (&starts[a.0..=a.1], &starts[b.0..=b.1]);
+        x.len() == y.len() && {
+            let shift = y[0].wrapping_sub(x[0]);
+            x.iter().zip(y).all(|(&p, &q)| q.wrapping_sub(p) == shift)
+                && bytes[x[0] as usize..x[x.len() - 1] as usize]
+                    == bytes[y[0] as usize..y[y.len() - 1] as usize]
+        }
+    };
+    let mut of_row = Vec::with_capacity(map.len());
+    // The entries of the last distinct lists and their numbers, most recently seen first.
+    let mut recent: Vec<((usize, usize), u32)> = Vec::with_capacity(KEY_LISTS);
+    let mut count = 0u32;
+    for row in rows.windows(2) {
+        let entries = (row[0] as usize, row[1] as usize);
+        let number = match recent.iter().position(|&(e, _)| same(e, entries)) {
+            Some(k) => {
+                recent[..=k].rotate_right(1);
+                recent[0].1
+            }
+            None => {
+                if recent.len() == KEY_LISTS {
+                    recent.pop();
+                }
+                recent.insert(0, (entries, count));
+                count += 1;
+                count - 1
+            }
+        };
+        of_row.push(number);
+    }
+    (of_row, count as usize)
+}
+
+/// Distinct lists of keys [`key_lists`] remembers: instrumented spans of one kind carry a
+/// few lists (an HTTP server span's, with or without an optional attribute or two).
+const KEY_LISTS: usize = 4;
+
 /// The chunk's dictionary, levels and ids. A row of a part whose group has been read
-/// before (`StringLeaf::groups`) takes that row's ids and levels as they are, with no
-/// byte compared and no hash; any other value is first compared with the value at the
+/// before (`StringLeaf::groups`, or for the keys of a map without those, [`key_lists`])
+/// takes that row's ids and levels as they are, with no byte compared and no hash; any other value is first compared with the value at the
 /// same position of the previous row (`Previous`), and only a miss is hashed. Either
 /// way each value gets the id of its first occurrence, so the ids are the same as
 /// hashing every value would give: a group's first row is always read.
@@ -537,18 +587,36 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
             let mut level = 0;
             // The previous row: its part, its entries and the range of its ids.
             let mut last: Option<(usize, usize, usize, usize)> = None;
+            // Keys that no resource or scope groups: grouped by their list of keys.
+            let lists: Vec<(Vec<u32>, usize)> = match (&leaf.parts, leaf.groups.is_empty()) {
+                (Parts::MapKeys(_), true) => maps.iter().map(|&m| key_lists(m)).collect(),
+                _ => Vec::new(),
+            };
+            let listed: Vec<Option<Groups<'_>>> = lists
+                .iter()
+                .map(|(of_row, count)| {
+                    Some(Groups {
+                        of_row,
+                        count: *count,
+                    })
+                })
+                .collect();
+            let groups = match listed.is_empty() {
+                true => leaf.groups,
+                false => &listed[..],
+            };
             // Per part with groups, where the first row read of each group is in `out`.
-            let mut seen = first_of_groups::<FirstRow>(leaf.groups);
+            let mut seen = first_of_groups::<FirstRow>(groups);
             for run in leaf.runs {
                 let part = run.batch;
                 let values = strings[part];
                 let (bytes, starts) = (values.value_data(), values.value_offsets());
                 let nulls = values.nulls().filter(|n| n.null_count() > 0);
                 let offsets = &maps[part].value_offsets()[run.start..=run.start + run.len];
-                let groups = leaf.groups.get(part).copied().flatten();
+                let part_groups = groups.get(part).copied().flatten();
                 for (i, row) in (run.start..).zip(offsets.windows(2)) {
                     let (start, end) = (row[0] as usize, row[1] as usize);
-                    let group = groups.map(|g| g.of_row[i] as usize);
+                    let group = part_groups.map(|g| g.of_row[i] as usize);
                     if let Some(first) = group.and_then(|g| seen[part][g]) {
                         // The group's first row again: its level slots (row start, empty
                         // map, null values) and ids as they are, no byte read. Slots start
@@ -1359,6 +1427,58 @@ mod tests {
     /// The dictionary gives each distinct value one id, in first-seen order, through
     /// growth and full 32-bit hash collisions (among 300,000 values some pairs collide:
     /// about n^2 / 2^33), with empty, short and long values.
+    #[test]
+    fn key_lists_number_rows_with_the_same_keys_alike() {
+        // Lists that alternate (more than `KEY_LISTS` of them), repeat after being
+        // forgotten, are empty, or hold the same bytes cut differently.
+        let lists: Vec<Vec<&str>> = vec![
+            vec!["http.route", "http.method"],
+            vec!["http.route", "http.method", "app.flag"],
+            vec![],
+            vec!["ab", "c"],
+            vec!["a", "bc"],
+            vec!["abc"],
+            vec!["http.method", "http.route"],
+        ];
+        let mut rng = Rng(5);
+        let picks: Vec<usize> = (0..2_000)
+            .map(|i| match i % 3 {
+                0 => 0,
+                _ => rng.below(lists.len()),
+            })
+            .collect();
+        let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for &p in &picks {
+            for key in &lists[p] {
+                map.keys().append_value(key);
+                map.values().append_value("v");
+            }
+            map.append(true).unwrap();
+        }
+        // A slice, whose offsets do not start at 0.
+        let map = map.finish().slice(3, picks.len() - 3);
+        let picks = &picks[3..];
+        let (of_row, count) = key_lists(&map);
+        assert_eq!(of_row.len(), picks.len());
+        assert_eq!(count, *of_row.iter().max().unwrap() as usize + 1);
+        for (i, &a) in of_row.iter().enumerate() {
+            for (j, &b) in of_row.iter().enumerate().skip(i + 1).take(50) {
+                if a == b {
+                    assert_eq!(picks[i], picks[j], "rows {i} and {j} numbered {a}");
+                }
+                if j == i + 1 && picks[i] == picks[j] {
+                    assert_eq!(a, b, "the same list twice in a row, rows {i} and {j}");
+                }
+            }
+        }
+        // Seven lists in all, and mostly the same one: far fewer numbers than rows.
+        assert!(
+            count < picks.len() / 2,
+            "{count} numbers for {} rows",
+            picks.len()
+        );
+    }
+
     #[test]
     fn dictionary_ids_are_first_seen_order_through_growth_and_collisions() {
         let mut rng = Rng(7);
