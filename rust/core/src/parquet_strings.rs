@@ -441,24 +441,17 @@ fn first_of_groups<T: Clone>(groups: &[Option<Groups<'_>>]) -> Vec<Vec<Option<T>
 /// a row's number instead of its keys' bytes.
 fn key_lists(map: &MapArray) -> (Vec<u32>, usize) {
     let keys = map.keys().as_string::<i32>();
-    let (rows, starts, bytes) = (map.value_offsets(), keys.value_offsets(), keys.value_data());
-    // Entries `a` and `b` (ranges of keys) hold the same keys.
-    let same = |a: (usize, usize), b: (usize, usize)| {
-        let (x, y) = (&starts[a.0..=a.1], &starts[b.0..=b.1]);
-        x.len() == y.len() && {
-            let shift = y[0].wrapping_sub(x[0]);
-            x.iter().zip(y).all(|(&p, &q)| q.wrapping_sub(p) == shift)
-                && bytes[x[0] as usize..x[x.len() - 1] as usize]
-                    == bytes[y[0] as usize..y[y.len() - 1] as usize]
-        }
-    };
+    let rows = map.value_offsets();
     let mut of_row = Vec::with_capacity(map.len());
     // The entries of the last distinct lists and their numbers, most recently seen first.
     let mut recent: Vec<((usize, usize), u32)> = Vec::with_capacity(KEY_LISTS);
     let mut count = 0u32;
     for row in rows.windows(2) {
         let entries = (row[0] as usize, row[1] as usize);
-        let number = match recent.iter().position(|&(e, _)| same(e, entries)) {
+        let number = match recent
+            .iter()
+            .position(|&(e, _)| same_strings(keys, e, keys, entries))
+        {
             Some(k) => {
                 recent[..=k].rotate_right(1);
                 recent[0].1
@@ -477,16 +470,31 @@ fn key_lists(map: &MapArray) -> (Vec<u32>, usize) {
     (of_row, count as usize)
 }
 
+/// Whether the strings `a` of `x` and `b` of `y` (ranges of values, the end excluded) are
+/// the same strings cut at the same places: offsets that differ by one shift, and the same
+/// bytes. (A null's bytes are empty, as an empty string's: the caller rules nulls out.)
+#[inline]
+fn same_strings(x: &StringArray, a: (usize, usize), y: &StringArray, b: (usize, usize)) -> bool {
+    let (p, q) = (&x.value_offsets()[a.0..=a.1], &y.value_offsets()[b.0..=b.1]);
+    p.len() == q.len() && {
+        let shift = q[0].wrapping_sub(p[0]);
+        p.iter().zip(q).all(|(&s, &t)| t.wrapping_sub(s) == shift)
+            && x.value_data()[p[0] as usize..p[p.len() - 1] as usize]
+                == y.value_data()[q[0] as usize..q[q.len() - 1] as usize]
+    }
+}
+
 /// Distinct lists of keys [`key_lists`] remembers: instrumented spans of one kind carry a
 /// few lists (an HTTP server span's, with or without an optional attribute or two).
 const KEY_LISTS: usize = 4;
 
 /// The chunk's dictionary, levels and ids. A row of a part whose group has been read
 /// before (`StringLeaf::groups`, or for the keys of a map without those, [`key_lists`])
-/// takes that row's ids and levels as they are, with no byte compared and no hash; any other value is first compared with the value at the
-/// same position of the previous row (`Previous`), and only a miss is hashed. Either
-/// way each value gets the id of its first occurrence, so the ids are the same as
-/// hashing every value would give: a group's first row is always read.
+/// takes that row's ids and levels as they are, with no byte compared and no hash; any
+/// other value is first compared with the value at the same position of the previous
+/// row (`Previous`), and only a miss is hashed. Either way each value gets the id of its
+/// first occurrence, so the ids are the same as hashing every value would give: a
+/// group's first row is always read.
 fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
     let rows = leaf.len();
     let mut out = Interned {
@@ -663,14 +671,9 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
                     // as an empty string's) rule the shortcut out in either.
                     let same = last.is_some_and(|(last_part, ls, le, _)| {
                         let other = strings[last_part];
-                        values.null_count() == 0 && other.null_count() == 0 && le - ls == n && {
-                            let here = &starts[start..=end];
-                            let there = &other.value_offsets()[ls..=le];
-                            let shift = here[0] - there[0];
-                            here.iter().zip(there).all(|(a, b)| a - b == shift)
-                                && bytes[here[0] as usize..here[n] as usize]
-                                    == other.value_data()[there[0] as usize..there[n] as usize]
-                        }
+                        values.null_count() == 0
+                            && other.null_count() == 0
+                            && same_strings(other, (ls, le), values, (start, end))
                     });
                     match (same, last) {
                         (true, Some((_, _, _, from))) => out.ids.extend_from_within(from..from + n),
