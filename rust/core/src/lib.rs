@@ -9,6 +9,7 @@ pub mod error;
 pub mod lake;
 pub mod parquet_files;
 mod parquet_strings;
+mod prefetch;
 pub mod rollup;
 pub mod schema;
 pub mod wal;

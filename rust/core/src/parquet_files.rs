@@ -47,6 +47,7 @@ use parquet::schema::types::SchemaDescriptor;
 use crate::decode::Contexts;
 use crate::error::{Error, Result};
 use crate::parquet_strings::{Groups, StringChunkWriter, StringLeaf};
+use crate::prefetch::{prefetch, AHEAD};
 use crate::schema::{self, col, rollup_col, LOGS, RESOURCE_COLUMNS, ROLLUPS, SCOPE_COLUMNS, SPANS};
 
 /// The partition column of every table: the UTC date of the row's event time. Not stored
@@ -339,11 +340,11 @@ pub(crate) fn sort_rows(
     groups: Vec<Option<BatchGroups>>,
 ) -> Result<Option<(SortedRows, Vec<i32>)>> {
     // The string columns the string writer encodes stay in the input batches: it reads
-    // them there in sorted order (`SortedColumn::Parts`), so they are never copied. Other
-    // flat columns are concatenated, then taken in sorted order; list and map columns are
-    // gathered straight from the input batches (`gather`), which skips a copy of their
-    // entries and arrow's row-by-row `take` of them. The sort keys and day columns are
-    // concatenated whatever their kind, to be ranked.
+    // them there in sorted order (`SortedColumn::Parts`), so they are never copied. The
+    // other columns are gathered straight from the input batches (`gather`), a run at a
+    // time, which skips a copy of them and arrow's row-by-row `take`. The sort keys and day
+    // columns are concatenated whatever their kind, to be ranked, and those of them not
+    // read in place are taken from there in sorted order.
     let in_parts: Vec<bool> = layout
         .schema
         .fields()
@@ -351,11 +352,17 @@ pub(crate) fn sort_rows(
         .map(|f| !layout.plain.contains(&f.name().as_str()) && StringLeaf::encodes(f.data_type()))
         .collect();
     let ranked = |name: &str| layout.sort_by.contains(&name) || layout.day_from.contains(&name);
-    let flat: Vec<usize> = (0..layout.schema.fields().len())
-        .filter(|&i| {
+    // Flat columns that are neither read in place nor ranked are gathered like nested
+    // ones: a run at a time, prefetched runs ahead, from the input batches.
+    let gathered: Vec<bool> = (0..layout.schema.fields().len())
+        .map(|i| {
             let field = layout.schema.field(i);
-            !field.data_type().is_nested() && (!in_parts[i] || ranked(field.name()))
+            field.data_type().is_nested()
+                || (!in_parts[i] && !ranked(field.name()) && gathers(field.data_type()))
         })
+        .collect();
+    let flat: Vec<usize> = (0..layout.schema.fields().len())
+        .filter(|&i| !gathered[i] && (!in_parts[i] || ranked(layout.schema.field(i).name())))
         .collect();
     let projected = batches
         .iter()
@@ -386,7 +393,7 @@ pub(crate) fn sort_rows(
         .map(|(i, field)| {
             Ok(if in_parts[i] {
                 SortedColumn::Parts(batches.iter().map(|b| Arc::clone(b.column(i))).collect())
-            } else if field.data_type().is_nested() {
+            } else if gathered[i] {
                 let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
                 SortedColumn::Array(gather(field.data_type(), &parts, &runs, order.len())?)
             } else {
@@ -873,7 +880,10 @@ fn gather(
             let offsets: Vec<&[i32]> = strings.iter().map(|s| s.value_offsets()).collect();
             let (offsets, bytes) = gather_offsets(&offsets, runs)?;
             let mut values = Vec::with_capacity(offsets.last().map_or(0, |&o| o as usize));
-            for r in &bytes {
+            for (k, r) in bytes.iter().enumerate() {
+                if let Some(a) = bytes.get(k + AHEAD) {
+                    prefetch(strings[a.batch].values(), a.start);
+                }
                 values.extend_from_slice(&strings[r.batch].values()[r.start..r.start + r.len]);
             }
             Arc::new(StringArray::try_new(offsets, values.into(), nulls())?)
@@ -916,6 +926,9 @@ fn gather(
         }
         DataType::Int32 => gather_primitive::<Int32Type>(data_type, parts, runs, rows, nulls())?,
         DataType::Int64 => gather_primitive::<Int64Type>(data_type, parts, runs, rows, nulls())?,
+        DataType::Float64 => {
+            gather_primitive::<Float64Type>(data_type, parts, runs, rows, nulls())?
+        }
         DataType::Timestamp(TimeUnit::Nanosecond, _) => {
             gather_primitive::<TimestampNanosecondType>(data_type, parts, runs, rows, nulls())?
         }
@@ -923,6 +936,18 @@ fn gather(
             return Err(ArrowError::NotYetImplemented(format!("writing a {other} column")).into())
         }
     })
+}
+
+/// Whether [`gather`] gathers a flat column of `data_type`.
+fn gathers(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Float64
+            | DataType::Timestamp(TimeUnit::Nanosecond, _)
+    )
 }
 
 fn gather_struct(
@@ -956,7 +981,10 @@ fn gather_primitive<T: ArrowPrimitiveType>(
 ) -> Result<ArrayRef> {
     let parts: Vec<&PrimitiveArray<T>> = parts.iter().map(|a| a.as_primitive::<T>()).collect();
     let mut values = Vec::with_capacity(rows);
-    for r in runs {
+    for (k, r) in runs.iter().enumerate() {
+        if let Some(a) = runs.get(k + AHEAD) {
+            prefetch(parts[a.batch].values(), a.start);
+        }
         values.extend_from_slice(&parts[r.batch].values()[r.start..r.start + r.len]);
     }
     Ok(Arc::new(
@@ -972,7 +1000,10 @@ fn gather_offsets(parts: &[&[i32]], runs: &[Run]) -> Result<(OffsetBuffer<i32>, 
     let mut children = Vec::with_capacity(runs.len());
     // Wide enough not to wrap; checked against i32 once, at the end.
     let mut end = 0i64;
-    for r in runs {
+    for (k, r) in runs.iter().enumerate() {
+        if let Some(a) = runs.get(k + AHEAD) {
+            prefetch(parts[a.batch], a.start);
+        }
         let from = &parts[r.batch][r.start..r.start + r.len + 1];
         let (first, last) = (from[0], from[r.len]);
         let shift = end - i64::from(first);
@@ -1930,15 +1961,13 @@ pub(crate) mod tests {
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::file::properties::ReaderProperties;
     use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
     use prost::Message;
 
     use super::*;
     use crate::decode::{decode_logs, decode_traces, DecodeOptions};
     use crate::rollup::Rollups;
-    use crate::test_support::{Rng, TempDir};
+    use crate::test_support::{reader_with_bloom_filters, Rng, TempDir};
     use parquet::basic::Encoding;
 
     /// 2024-02-29T00:00:00Z: the day after is in March.
@@ -2153,17 +2182,7 @@ pub(crate) mod tests {
             assert!(keys.windows(2).all(|w| w[0] <= w[1]), "not sorted");
 
             // Parquet metadata: row groups, statistics, sort order, writer.
-            let reader = SerializedFileReader::new_with_options(
-                File::open(&path).unwrap(),
-                ReadOptionsBuilder::new()
-                    .with_reader_properties(
-                        ReaderProperties::builder()
-                            .set_read_bloom_filter(true)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .unwrap();
+            let reader = reader_with_bloom_filters(File::open(&path).unwrap());
             let meta = reader.metadata();
             assert_eq!(meta.num_row_groups() as u64, f.rows.div_ceil(500));
             let kv = meta.file_metadata().key_value_metadata().unwrap();
@@ -2989,17 +3008,7 @@ pub(crate) mod tests {
             let got = read(&path);
             let minutes = times(&got, rollup_col::MINUTE);
             assert!(minutes.windows(2).all(|w| w[0] <= w[1]));
-            let reader = SerializedFileReader::new_with_options(
-                File::open(&path).unwrap(),
-                ReadOptionsBuilder::new()
-                    .with_reader_properties(
-                        ReaderProperties::builder()
-                            .set_read_bloom_filter(true)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .unwrap();
+            let reader = reader_with_bloom_filters(File::open(&path).unwrap());
             let row_group = reader.get_row_group(0).unwrap();
             assert!((0..got.num_columns()).all(|c| row_group.get_column_bloom_filter(c).is_none()));
             for c in row_group.metadata().columns() {

@@ -8,14 +8,17 @@
 //! every value into its dictionary and compares it with the chunk's running min and max
 //! (together about a third of a flush's instructions). Here a value is first compared with
 //! the value at the same position of the previous row, and only a miss is hashed; the
-//! statistics come from the dictionary, whose values are each distinct.
+//! statistics come from the dictionary, whose values are each distinct (or, in a chunk
+//! written PLAIN, every value from where its dictionary passed the limit).
 //!
 //! What is written is what arrow-rs writes for these columns (so readers see no
 //! difference): a PLAIN dictionary page, then v1 data pages of RLE levels and
 //! RLE_DICTIONARY indices, of at most the writer's page row and byte limits, compressed
 //! with the column's codec; chunk statistics; an offset index. A chunk whose dictionary
 //! would pass the writer's dictionary page limit is written as PLAIN data pages instead
-//! (arrow-rs switches to PLAIN in the middle of such a chunk; here it is decided per chunk).
+//! (arrow-rs switches to PLAIN in the middle of such a chunk; here it is decided per chunk,
+//! and the values after the point where the dictionary passed the limit are no longer
+//! looked up in it).
 
 use std::hash::BuildHasher;
 
@@ -38,6 +41,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use crate::error::Result;
 use crate::parquet_files::{null_count, Run};
+use crate::prefetch::{prefetch, AHEAD};
 
 /// One string leaf of a top-level column, in row order: the rows `runs` picks out of
 /// `parts`. The columns of a flush are read where they are in its input batches (one part
@@ -180,7 +184,7 @@ fn entry_runs<'b>(maps: &'b [&MapArray], runs: &'b [Run]) -> impl Iterator<Item 
 }
 
 /// A dictionary being built: each distinct value once, in first-seen order, and an index
-/// from value to id.
+/// from value to id (up to the dictionary page limit: see `limit`).
 ///
 /// The index is an open-addressing table (linear probing, at most half full) of a value's
 /// 32-bit hash and id, rather than a `HashMap<&[u8], u32>`: a lookup compares bytes only
@@ -193,30 +197,42 @@ struct Dictionary<'a> {
     slots: Vec<u64>,
     /// Random per dictionary, so that values cannot be chosen to collide.
     seed: u64,
+    /// Each distinct, in first-seen order, until `page_bytes` passes `limit`.
     values: Vec<&'a [u8]>,
     /// Size of the PLAIN dictionary page: a 4-byte length and the bytes of each value.
     page_bytes: usize,
+    /// The writer's dictionary page limit. A chunk whose dictionary passes it is written
+    /// PLAIN, which reads values, not ids: from then on each value looked up is appended
+    /// as it comes, with no hash and no search (`values` may then repeat a value). Nearly
+    /// unique values (random ids, the URLs and addresses of the 8192-span payload) pass
+    /// it a fraction of the way into a row group of 128K rows.
+    limit: usize,
 }
 
 impl<'a> Dictionary<'a> {
     /// Slots of a new dictionary: most chunks' columns have a handful of values.
     const INITIAL_SLOTS: usize = 16;
 
-    fn new() -> Self {
-        Self::with_seed(std::hash::RandomState::new().hash_one(0u64))
+    fn new(limit: usize) -> Self {
+        Self::with_seed(std::hash::RandomState::new().hash_one(0u64), limit)
     }
 
-    fn with_seed(seed: u64) -> Self {
+    fn with_seed(seed: u64, limit: usize) -> Self {
         Dictionary {
             slots: vec![0; Self::INITIAL_SLOTS],
             seed,
             values: Vec::new(),
             page_bytes: 0,
+            limit,
         }
     }
 
-    /// The id of `value`, added to the dictionary if it is not in it yet.
+    /// The id of `value`, added to the dictionary if it is not in it yet (or, once the
+    /// page has passed the limit, added).
     fn intern(&mut self, value: &'a [u8]) -> u32 {
+        if self.page_bytes > self.limit {
+            return self.append(value);
+        }
         let hash = hash(value, self.seed);
         let mask = self.slots.len() - 1;
         let mut at = hash as usize & mask;
@@ -239,6 +255,15 @@ impl<'a> Dictionary<'a> {
             self.grow();
         }
         id
+    }
+
+    /// `value` as a new id, past the limit. Out of line, as [`Dictionary::grow`].
+    #[cold]
+    #[inline(never)]
+    fn append(&mut self, value: &'a [u8]) -> u32 {
+        self.values.push(value);
+        self.page_bytes += 4 + value.len();
+        (self.values.len() - 1) as u32
     }
 
     /// Doubles the table, each slot moved to where its stored hash leads in the new one.
@@ -495,10 +520,10 @@ const KEY_LISTS: usize = 4;
 /// row (`Previous`), and only a miss is hashed. Either way each value gets the id of its
 /// first occurrence, so the ids are the same as hashing every value would give: a
 /// group's first row is always read.
-fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
+fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a> {
     let rows = leaf.len();
     let mut out = Interned {
-        dictionary: Dictionary::new(),
+        dictionary: Dictionary::new(limit),
         ids: Vec::with_capacity(rows),
         def: Vec::new(),
         rep: Vec::new(),
@@ -524,7 +549,17 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
             // Per part with groups, the id of each group's value once a row of it has been
             // read: `Some(None)` for a null.
             let mut seen = first_of_groups(leaf.groups);
-            for run in leaf.runs {
+            for (r, run) in leaf.runs.iter().enumerate() {
+                if let Some(a) = leaf.runs.get(r + 2 * AHEAD) {
+                    prefetch(parts[a.batch].1, a.start);
+                    if let Some(Some(g)) = leaf.groups.get(a.batch) {
+                        prefetch(g.of_row, a.start);
+                    }
+                }
+                if let Some(b) = leaf.runs.get(r + AHEAD) {
+                    let (data, offsets, _) = parts[b.batch];
+                    prefetch(data, offsets[b.start] as usize);
+                }
                 let (data, offsets, nulls) = parts[run.batch];
                 if let Some(Some(groups)) = leaf.groups.get(run.batch) {
                     let seen = &mut seen[run.batch];
@@ -615,7 +650,28 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16) -> Interned<'a> {
             };
             // Per part with groups, where the first row read of each group is in `out`.
             let mut seen = first_of_groups::<FirstRow>(groups);
-            for run in leaf.runs {
+            let ahead = |r: usize| {
+                if let Some(a) = leaf.runs.get(r + 3 * AHEAD) {
+                    prefetch(maps[a.batch].value_offsets(), a.start);
+                    if let Some(g) = groups.get(a.batch).copied().flatten() {
+                        prefetch(g.of_row, a.start);
+                    }
+                }
+                if let Some(b) = leaf.runs.get(r + 2 * AHEAD) {
+                    let at = maps[b.batch].value_offsets()[b.start] as usize;
+                    prefetch(strings[b.batch].value_offsets(), at);
+                }
+                if let Some(c) = leaf.runs.get(r + AHEAD) {
+                    let at = maps[c.batch].value_offsets()[c.start] as usize;
+                    let offsets = strings[c.batch].value_offsets();
+                    if let Some(&o) = offsets.get(at) {
+                        prefetch(strings[c.batch].value_data(), o as usize);
+                        prefetch(strings[c.batch].value_data(), o as usize + 64);
+                    }
+                }
+            };
+            for (r, run) in leaf.runs.iter().enumerate() {
+                ahead(r);
                 let part = run.batch;
                 let values = strings[part];
                 let (bytes, starts) = (values.value_data(), values.value_offsets());
@@ -748,7 +804,7 @@ impl StringChunkWriter {
         props: &WriterProperties,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
-        let interned = intern(&leaf, max_def);
+        let interned = intern(&leaf, max_def, props.dictionary_page_size_limit());
         let dictionary = &interned.dictionary;
         // A column of nulls only still gets its (empty) dictionary, as arrow-rs writes it.
         let use_dictionary = dictionary.page_bytes <= props.dictionary_page_size_limit();
@@ -875,7 +931,9 @@ impl StringChunkWriter {
             ));
         }
         // The filter holds each distinct value once, as arrow-rs's would hold every value
-        // inserted, sized for the values the chunk really has.
+        // inserted, sized for the values the chunk really has (in a chunk whose dictionary
+        // passed the limit, for as many as the chunk's values could be: a filter larger
+        // than needed, whose false positives are rarer than `fpp`).
         let bloom_filter = match props.bloom_filter_properties(descr.path()) {
             Some(bloom) => {
                 let ndv = dictionary.values.len().max(1) as u64;
@@ -946,7 +1004,7 @@ fn dictionary_codec(codec: Compression) -> Compression {
     }
 }
 
-/// Chunk statistics from the distinct values: min, max (cut to `truncate` bytes, then
+/// Chunk statistics from the distinct values (or all of them): min, max (cut to `truncate` bytes, then
 /// marked inexact) and the null count.
 fn statistics(values: &[&[u8]], nulls: u64, truncate: Option<usize>) -> Statistics {
     let min = values.iter().copied().min();
@@ -1149,10 +1207,11 @@ mod tests {
     };
     use parquet::arrow::ArrowWriter;
     use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+    use parquet::file::reader::FileReader;
 
     use super::*;
     use crate::parquet_files::write_parquet;
-    use crate::test_support::Rng;
+    use crate::test_support::{reader_with_bloom_filters, Rng};
 
     const ROWS: usize = 100_000;
 
@@ -1239,6 +1298,19 @@ mod tests {
             .build()
     }
 
+    /// `batch` written by this crate (the file and its metadata) and the metadata of
+    /// arrow-rs's writer for the same batch and properties.
+    fn ours_and_arrow_rs(
+        batch: &RecordBatch,
+        props: impl Fn() -> WriterProperties,
+    ) -> (Vec<u8>, ParquetMetaData, ParquetMetaData) {
+        let mut ours = Vec::new();
+        let meta = write_parquet(&mut ours, batch, props()).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props())).unwrap();
+        writer.write(batch).unwrap();
+        (ours, meta, writer.close().unwrap())
+    }
+
     fn read(file: &[u8], selection: Option<RowSelection>) -> RecordBatch {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
@@ -1256,12 +1328,7 @@ mod tests {
     #[test]
     fn string_chunks_read_back_exactly_and_match_arrow_rs_metadata() {
         let batch = batch();
-        let mut ours = Vec::new();
-        let meta = write_parquet(&mut ours, &batch, props()).unwrap();
-        let mut theirs = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut theirs, batch.schema(), Some(props())).unwrap();
-        writer.write(&batch).unwrap();
-        let reference: ParquetMetaData = writer.close().unwrap();
+        let (ours, meta, reference) = ours_and_arrow_rs(&batch, props);
 
         assert_eq!(read(&ours, None), batch);
         // Pages found through the offset index: skip into the middle of row groups.
@@ -1327,6 +1394,70 @@ mod tests {
             pages.len() > 6,
             "PLAIN pages are cut by size: {}",
             pages.len()
+        );
+    }
+
+    /// Chunks whose dictionaries pass a small limit part of the way in (values after that
+    /// are appended unlooked-up, repeats included) are PLAIN, read back exactly, have the
+    /// statistics arrow-rs computes from every value, and a bloom filter holding them all.
+    #[test]
+    fn chunks_past_the_dictionary_limit_read_back_exactly() {
+        let batch = batch();
+        let props = || {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(2).unwrap()))
+                .set_dictionary_enabled(true)
+                .set_dictionary_page_size_limit(300)
+                .set_bloom_filter_enabled(true)
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_max_row_group_row_count(Some(40_000))
+                .build()
+        };
+        let (ours, meta, reference) = ours_and_arrow_rs(&batch, props);
+        assert_eq!(read(&ours, None), batch);
+
+        let reader = reader_with_bloom_filters(Bytes::from(ours));
+        let mut plain = Vec::new();
+        for (rg, (mine, arrows)) in meta
+            .row_groups()
+            .iter()
+            .zip(reference.row_groups())
+            .enumerate()
+        {
+            let rows = batch.slice(rg * 40_000, mine.num_rows() as usize);
+            for (c, (chunk, arrow)) in mine.columns().iter().zip(arrows.columns()).enumerate() {
+                let name = chunk.column_path().string();
+                if chunk.dictionary_page_offset().is_none() {
+                    plain.push(name.clone());
+                }
+                let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
+                assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
+                assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
+                if name != "longs" {
+                    assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
+                }
+                let filter = reader.get_row_group(rg).unwrap();
+                let filter = filter.get_column_bloom_filter(c).unwrap();
+                let values: Vec<&str> = match c {
+                    0..=4 => rows.column(c).as_string::<i32>().iter().flatten().collect(),
+                    _ => {
+                        let map = rows.column(5).as_map();
+                        let leaf = [map.keys(), map.values()][c - 5].as_string::<i32>();
+                        leaf.iter().flatten().collect()
+                    }
+                };
+                assert!(
+                    values.iter().all(|v| filter.check(v)),
+                    "{name}: a value missing from the bloom filter"
+                );
+            }
+        }
+        // Every chunk but those of a few short values (the map's keys) or none passed the
+        // limit: 40 services, 5 long values and 60 map values at 300 bytes, the others
+        // well before.
+        assert_eq!(
+            plain,
+            ["runs", "wide", "longs", "big", "map.entries.values"].repeat(3)
         );
     }
 
@@ -1500,7 +1631,7 @@ mod tests {
             "the test has values whose hashes collide"
         );
 
-        let mut dictionary = Dictionary::with_seed(seed);
+        let mut dictionary = Dictionary::with_seed(seed, usize::MAX);
         for (k, v) in values.iter().enumerate() {
             assert_eq!(dictionary.intern(v), k as u32);
         }
@@ -1635,7 +1766,7 @@ mod tests {
         let mut rng = Rng(5);
         for _ in 0..500 {
             let mut interned = Interned {
-                dictionary: Dictionary::new(),
+                dictionary: Dictionary::new(usize::MAX),
                 ids: Vec::new(),
                 def: Vec::new(),
                 rep: Vec::new(),

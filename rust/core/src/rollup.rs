@@ -23,6 +23,7 @@ use arrow_schema::ArrowError;
 
 use crate::decode::Contexts;
 use crate::error::{Error, Result};
+use crate::prefetch::{prefetch, AHEAD};
 use crate::schema::{self, col, rollup_col, STATUS_CODES, TIMEZONE};
 
 /// Ratio between consecutive bucket bounds. The representative value of a bucket,
@@ -820,18 +821,30 @@ impl Rollups {
         let status = required::<StringArray>(batch, col::STATUS_CODE)?;
         let contexts = contexts.filter(|c| c.fit(batch.num_rows()));
         let keys = self.key_columns(batch, contexts)?;
+        // Each span's aggregate first, then the spans added to them, each aggregate
+        // prefetched a few spans ahead: with traffic spread over hours, a span's key is
+        // rarely the previous span's, and its aggregate is anywhere in `aggs`.
         let mut last: Option<(Key, usize)> = None;
-        let rows = start.values().iter().zip(duration.values()).enumerate();
-        for (row, (&start, &duration)) in rows {
-            let key = keys.key(start.div_euclid(NANOS_PER_MINUTE) * NANOS_PER_MINUTE, row);
-            let slot = match last {
-                Some((k, slot)) if k == key => slot,
-                _ => {
-                    let slot = self.slot(key);
-                    last = Some((key, slot));
-                    slot
+        let slots: Vec<usize> = start
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(row, &start)| {
+                let key = keys.key(start.div_euclid(NANOS_PER_MINUTE) * NANOS_PER_MINUTE, row);
+                match last {
+                    Some((k, slot)) if k == key => slot,
+                    _ => {
+                        let slot = self.slot(key);
+                        last = Some((key, slot));
+                        slot
+                    }
                 }
-            };
+            })
+            .collect();
+        for (row, (&slot, &duration)) in slots.iter().zip(duration.values()).enumerate() {
+            if let Some(&ahead) = slots.get(row + AHEAD) {
+                prefetch(&self.aggs, ahead);
+            }
             self.aggs[slot].add_span(duration, status.value(row) == STATUS_ERROR);
         }
         Ok(())

@@ -69,3 +69,18 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// A Parquet file reader that reads bloom filters too.
+pub(crate) fn reader_with_bloom_filters<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
+) -> parquet::file::serialized_reader::SerializedFileReader<R> {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let properties = ReaderProperties::builder()
+        .set_read_bloom_filter(true)
+        .build();
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(properties)
+        .build();
+    SerializedFileReader::new_with_options(file, options).expect("a Parquet file")
+}
