@@ -1004,8 +1004,8 @@ fn dictionary_codec(codec: Compression) -> Compression {
     }
 }
 
-/// Chunk statistics from the distinct values (or all of them): min, max (cut to `truncate` bytes, then
-/// marked inexact) and the null count.
+/// Chunk statistics from the distinct values (or all of them): min, max (cut to `truncate`
+/// bytes, then marked inexact) and the null count.
 fn statistics(values: &[&[u8]], nulls: u64, truncate: Option<usize>) -> Statistics {
     let min = values.iter().copied().min();
     let max = values.iter().copied().max();
