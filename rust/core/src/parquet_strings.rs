@@ -550,6 +550,8 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             // read: `Some(None)` for a null.
             let mut seen = first_of_groups(leaf.groups);
             for (r, run) in leaf.runs.iter().enumerate() {
+                // Prefetched in two stages, the second reading what the first brought in:
+                // a run's offsets and group numbers, then its first value's bytes.
                 if let Some(a) = leaf.runs.get(r + 2 * AHEAD) {
                     prefetch(parts[a.batch].1, a.start);
                     if let Some(Some(g)) = leaf.groups.get(a.batch) {
@@ -650,6 +652,9 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             };
             // Per part with groups, where the first row read of each group is in `out`.
             let mut seen = first_of_groups::<FirstRow>(groups);
+            // Run `r + AHEAD` and beyond, prefetched in three stages, each reading what the
+            // one before brought in: the map's offsets and group numbers, then its entries'
+            // string offsets, then their first two lines of bytes.
             let ahead = |r: usize| {
                 if let Some(a) = leaf.runs.get(r + 3 * AHEAD) {
                     prefetch(maps[a.batch].value_offsets(), a.start);
@@ -804,10 +809,11 @@ impl StringChunkWriter {
         props: &WriterProperties,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
-        let interned = intern(&leaf, max_def, props.dictionary_page_size_limit());
+        let limit = props.dictionary_page_size_limit();
+        let interned = intern(&leaf, max_def, limit);
         let dictionary = &interned.dictionary;
         // A column of nulls only still gets its (empty) dictionary, as arrow-rs writes it.
-        let use_dictionary = dictionary.page_bytes <= props.dictionary_page_size_limit();
+        let use_dictionary = dictionary.page_bytes <= limit;
         let codec = props.compression(descr.path());
 
         let mut sink = TrackedWrite::new(Vec::new());
