@@ -195,15 +195,14 @@ mod tests {
     use arrow_ord::ord::make_comparator;
     use arrow_schema::{DataType, Field, Schema, SortOptions};
     use parquet::arrow::ArrowWriter;
-    use parquet::file::properties::ReaderProperties;
     use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    use parquet::file::serialized_reader::SerializedFileReader;
 
     use super::*;
     use crate::parquet_files::tests::{read, spans_batch, strings};
     use crate::parquet_files::write_data_files;
     use crate::schema::{col, LOGS, SPANS};
-    use crate::test_support::TempDir;
+    use crate::test_support::{reader_with_bloom_filters, TempDir};
 
     fn day_of(file: &DataFile) -> String {
         file.partition_values[0].1.clone()
@@ -375,20 +374,7 @@ mod tests {
         assert_eq!(copied.stats_json, merged.stats_json);
         assert_eq!(copied.rows, merged.rows);
 
-        let open = |path: &str| {
-            SerializedFileReader::new_with_options(
-                File::open(dir.0.join(path)).unwrap(),
-                ReadOptionsBuilder::new()
-                    .with_page_index()
-                    .with_reader_properties(
-                        ReaderProperties::builder()
-                            .set_read_bloom_filter(true)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .unwrap()
-        };
+        let open = |path: &str| reader_with_bloom_filters(File::open(dir.0.join(path)).unwrap());
         let out = open(&copied.path);
         let sizes: Vec<i64> = out
             .metadata()

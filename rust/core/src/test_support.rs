@@ -70,7 +70,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A Parquet file reader that reads bloom filters too.
+/// A Parquet file reader that reads bloom filters and the page index too.
 pub(crate) fn reader_with_bloom_filters<R: parquet::file::reader::ChunkReader + 'static>(
     file: R,
 ) -> parquet::file::serialized_reader::SerializedFileReader<R> {
@@ -80,6 +80,7 @@ pub(crate) fn reader_with_bloom_filters<R: parquet::file::reader::ChunkReader + 
         .set_read_bloom_filter(true)
         .build();
     let options = ReadOptionsBuilder::new()
+        .with_page_index()
         .with_reader_properties(properties)
         .build();
     SerializedFileReader::new_with_options(file, options).expect("a Parquet file")
