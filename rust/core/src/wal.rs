@@ -25,6 +25,25 @@
 //! over exactly; when the header itself is damaged, recovery looks forward byte
 //! by byte for the next record whose two checksums hold.
 //!
+//! # Recycled segments
+//!
+//! A segment that a lake commit covers is not deleted but renamed
+//! `spare-<end>.log` (up to [`WalOptions::spares`] of them), where every record it holds is
+//! numbered below `<end>`. A rotation renames a spare to the new segment's name
+//! and writes over it from the start.
+//! Writing into blocks a file already has, whose pages are still cached, costs
+//! the kernel a third of what growing a new file does (page cache pages, buffer
+//! heads, block reservations, and the unlink that freed them all), and its
+//! `fdatasync` has no size to record.
+//!
+//! A recycled segment holds the old records past the new ones until it is sealed
+//! (cut to its length when the log rotates away from it) or the log is dropped.
+//! Their sequence numbers are below the segment's first, so they are never taken
+//! for records of its own; recovery cuts them off and counts them apart from a
+//! torn tail, from the first old record on. The few bytes before that, the rest
+//! of the old record the last write ended inside, cannot be told from a torn
+//! write and are counted as one.
+//!
 //! # Recovery
 //!
 //! [`Wal::open`] checks every record of every segment. Damaged bytes followed by
@@ -76,6 +95,9 @@ const MAGIC: u8 = 0xA7;
 const VERSION: u8 = 1;
 const QUARANTINE_DIR: &str = "quarantine";
 const LOCK_FILE: &str = "wal.lock";
+/// Prefix of a retired segment kept for reuse: `spare-<end seq, 20 digits>.log`, every
+/// record in it numbered below the end.
+const SPARE_PREFIX: &str = "spare-";
 
 /// When [`Wal::append`] may return.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,6 +123,10 @@ pub struct WalOptions {
     /// commit covers: with [`Durability::Os`], a machine crash can lose records
     /// that were committed, and their numbers must not be handed out again.
     pub resume_after: u64,
+    /// Retired segments kept for reuse instead of deleted (0: none). A flush retires
+    /// about one segment at a time, so two cover a rotation between flushes with one
+    /// to spare, at the price of up to two segments of disk.
+    pub spares: usize,
 }
 
 impl WalOptions {
@@ -110,6 +136,7 @@ impl WalOptions {
             durability: Durability::default(),
             segment_bytes: 64 << 20,
             resume_after: 0,
+            spares: 2,
         }
     }
 }
@@ -128,6 +155,9 @@ pub struct RecoveryReport {
     /// each, more when a damaged header hid where the next record began.
     pub quarantined: u64,
     pub quarantined_bytes: u64,
+    /// Bytes cut off the end of recycled segments: records of the segment reused,
+    /// from before it was, not records of this log.
+    pub recycled_bytes: u64,
     /// The sequence number the next append gets.
     pub next_seq: u64,
 }
@@ -158,6 +188,7 @@ pub struct Wal {
     dir: PathBuf,
     durability: Durability,
     segment_bytes: u64,
+    spares: usize,
     state: Mutex<State>,
     /// Signalled whenever a sync ends, successfully or not.
     synced: Condvar,
@@ -172,6 +203,9 @@ struct State {
     active: Active,
     /// Older segments, oldest first.
     sealed: VecDeque<Sealed>,
+    /// Retired segments to reuse, at most [`WalOptions::spares`]: the sequence number below
+    /// every record in each, and its path.
+    spares: Vec<(u64, PathBuf)>,
     next_seq: u64,
     /// Everything before `synced_seq` and the active segment's first `synced_len`
     /// bytes are durable: a failed sync rolls back to here.
@@ -189,6 +223,9 @@ struct Active {
     file: Arc<File>,
     path: PathBuf,
     len: u64,
+    /// Size of the file: more than `len` while a recycled segment still holds
+    /// old records past the new ones.
+    size: u64,
 }
 
 struct Sealed {
@@ -225,14 +262,15 @@ impl Wal {
 
             let scan = scan_segment(&bytes, next_seq.max(*first_seq));
             next_seq = scan.end_seq;
-            let mut len = bytes.len() as u64;
+            let mut len = bytes.len();
+            if let Some(old) = scan.recycled {
+                report.recycled_bytes += (len - old) as u64;
+                len = old;
+            }
             for damaged in scan.damaged {
                 let stretch = &bytes[damaged.clone()];
-                if is_newest && damaged.end == bytes.len() {
-                    let writer = OpenOptions::new().write(true).open(path)?;
-                    writer.set_len(damaged.start as u64)?;
-                    writer.sync_all()?;
-                    len = damaged.start as u64;
+                if is_newest && damaged.end == len {
+                    len = damaged.start;
                     report.torn_tail_bytes += stretch.len() as u64;
                 } else {
                     quarantine(&opts.dir, path, damaged.start, stretch)?;
@@ -240,6 +278,12 @@ impl Wal {
                     report.quarantined_bytes += stretch.len() as u64;
                 }
             }
+            if len < bytes.len() {
+                let writer = OpenOptions::new().write(true).open(path)?;
+                writer.set_len(len as u64)?;
+                writer.sync_all()?;
+            }
+            let len = len as u64;
             report.records += scan.records.len() as u64;
             replay.add_segment(path, reader, scan.records);
 
@@ -264,6 +308,7 @@ impl Wal {
             }
         };
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let spares = list_spares(&opts.dir, opts.spares)?;
         // Makes the repairs and a new segment's name durable before anything
         // is appended on top of them.
         sync_dir(&opts.dir)?;
@@ -274,13 +319,16 @@ impl Wal {
             dir: opts.dir,
             durability: opts.durability,
             segment_bytes: opts.segment_bytes,
+            spares: opts.spares,
             state: Mutex::new(State {
                 active: Active {
                     file: Arc::new(file),
                     path,
                     len,
+                    size: len,
                 },
                 sealed,
+                spares,
                 next_seq,
                 synced_seq: next_seq,
                 synced_len: len,
@@ -347,27 +395,35 @@ impl Wal {
         }
     }
 
-    /// Deletes the segments whose records all have sequence numbers up to `seq`,
-    /// once a lake commit covers them, and returns how many. The segment being
-    /// appended to is never deleted.
+    /// Retires the segments whose records all have sequence numbers up to `seq`,
+    /// once a lake commit covers them, and returns how many: kept as spares to
+    /// reuse (up to [`WalOptions::spares`]) or deleted. The segment being appended to is never
+    /// retired.
     pub fn truncate_through(&self, seq: u64) -> Result<usize> {
         let mut st = self.lock();
-        let mut deleted = 0;
+        let mut retired = 0;
         while let Some(oldest) = st.sealed.front() {
             if oldest.end_seq > seq.saturating_add(1) {
                 break;
             }
-            match fs::remove_file(&oldest.path) {
-                Ok(()) => {}
+            let outcome = match st.spares.len() < self.spares {
+                true => {
+                    let spare = self.dir.join(spare_name(oldest.end_seq));
+                    fs::rename(&oldest.path, &spare).map(|()| Some((oldest.end_seq, spare)))
+                }
+                false => fs::remove_file(&oldest.path).map(|()| None),
+            };
+            match outcome {
+                Ok(spare) => st.spares.extend(spare),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
             st.sealed.pop_front();
-            deleted += 1;
+            retired += 1;
         }
-        // No directory sync: a deletion undone by a crash only brings back
+        // No directory sync: a retirement undone by a crash only brings back
         // records that the lake commit covers, which replay skips.
-        Ok(deleted)
+        Ok(retired)
     }
 
     /// Size of all segments on disk.
@@ -412,6 +468,7 @@ impl Wal {
             return Err(e.into());
         }
         st.active.len += (HEADER + payload.len()) as u64;
+        st.active.size = st.active.size.max(st.active.len);
         st.next_seq += 1;
         st.appends += 1;
         Ok(seq)
@@ -447,14 +504,45 @@ impl Wal {
         st
     }
 
-    /// Starts a new segment; the caller has made the current one durable.
+    /// Starts a new segment, a spare if there is one; the caller has made the
+    /// current one durable.
     fn rotate(&self, st: &mut State) -> Result<()> {
+        // A recycled segment is sealed at its length, durably before the next
+        // segment's name is, so that only the newest segment can end in old records.
+        if st.active.size > st.active.len {
+            self.set_len(&st.active.file, st.active.len)?;
+            if self.durability == Durability::Fsync {
+                st.active.file.sync_all()?;
+            }
+            st.active.size = st.active.len;
+        }
         let path = self.dir.join(segment_name(st.next_seq));
-        let file = create_segment(&path)?;
+        // Only a spare whose records are all numbered below the new segment's first
+        // (always so for a spare of this log) is written over: recovery tells its old
+        // records apart by their numbers.
+        let reused = match st.spares.pop() {
+            Some((end_seq, spare)) if end_seq <= st.next_seq => {
+                reuse_segment(&spare, &path).map_err(|_| spare)
+            }
+            Some((_, spare)) => Err(spare),
+            None => Err(PathBuf::new()),
+        };
+        let (file, size) = match reused {
+            Ok(reused) => reused,
+            Err(spare) => {
+                // A spare that cannot be reused is not worth an error: it goes, and a
+                // new file takes its place.
+                if !spare.as_os_str().is_empty() {
+                    let _ = fs::remove_file(&spare);
+                }
+                (create_segment(&path)?, 0)
+            }
+        };
         if self.durability == Durability::Fsync {
             if let Err(e) = sync_dir(&self.dir) {
-                // Best effort: an empty leftover is harmless, recovery and the
-                // next rotation both accept it.
+                // Best effort: a leftover is harmless, recovery and the next
+                // rotation both accept it (an empty file, or a renamed spare whose
+                // old records recovery cuts off).
                 let _ = fs::remove_file(&path);
                 return Err(e.into());
             }
@@ -465,6 +553,7 @@ impl Wal {
                 file: Arc::new(file),
                 path,
                 len: 0,
+                size,
             },
         );
         st.sealed.push_back(Sealed {
@@ -492,6 +581,7 @@ impl Wal {
         match self.set_len(&st.active.file, len) {
             Ok(()) => {
                 st.active.len = len;
+                st.active.size = len;
                 true
             }
             Err(e) => {
@@ -523,6 +613,17 @@ impl Wal {
         #[cfg(test)]
         self.faults.on_truncate()?;
         file.set_len(len)
+    }
+}
+
+impl Drop for Wal {
+    /// Cuts a recycled segment's old records off, so that a log closed in order
+    /// reopens with none to count. Best effort: recovery cuts them otherwise.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if st.active.size > st.active.len {
+            let _ = st.active.file.set_len(st.active.len);
+        }
     }
 }
 
@@ -613,8 +714,11 @@ struct Found {
 struct Scan {
     records: Vec<Found>,
     /// Byte ranges that are not intact records, each followed by an intact
-    /// record or by the end of the segment.
+    /// record, by `recycled` or by the end of the segment.
     damaged: Vec<std::ops::Range<usize>>,
+    /// Where the old records of a recycled segment begin, after the last intact
+    /// record: the first record header with a sequence number below `min_seq`.
+    recycled: Option<usize>,
     /// Sequence number after the last intact record (or the starting one).
     end_seq: u64,
 }
@@ -627,6 +731,7 @@ fn scan_segment(bytes: &[u8], min_seq: u64) -> Scan {
     let mut scan = Scan {
         records: Vec::new(),
         damaged: Vec::new(),
+        recycled: None,
         end_seq: min_seq,
     };
     let mut pos = 0;
@@ -637,8 +742,23 @@ fn scan_segment(bytes: &[u8], min_seq: u64) -> Scan {
             pos += HEADER + found.len;
             continue;
         }
-        let resume = next_record(bytes, pos, scan.end_seq).unwrap_or(bytes.len());
-        scan.damaged.push(pos..resume);
+        let resume = match next_record(bytes, pos, scan.end_seq) {
+            Some(next) => next,
+            None => {
+                // Nothing intact follows: the rest is a torn write, old records of
+                // a recycled segment, or both, in that order.
+                let old = (pos..bytes.len())
+                    .find(|&at| header_at(bytes, at, 0).is_some_and(|h| h.seq < scan.end_seq));
+                scan.recycled = old;
+                old.unwrap_or(bytes.len())
+            }
+        };
+        if resume > pos {
+            scan.damaged.push(pos..resume);
+        }
+        if scan.recycled.is_some() {
+            break;
+        }
         pos = resume;
     }
     scan
@@ -717,6 +837,44 @@ fn copy_io_error(e: &io::Error) -> io::Error {
 
 fn segment_name(first_seq: u64) -> String {
     format!("wal-{first_seq:020}.log")
+}
+
+/// The name of a retired segment whose records are all numbered below `end_seq`.
+fn spare_name(end_seq: u64) -> String {
+    format!("{SPARE_PREFIX}{end_seq:020}.log")
+}
+
+/// Spare segments (end sequence number, path): the `keep` newest; any more (left
+/// when the log kept more) are deleted.
+fn list_spares(dir: &Path, keep: usize) -> Result<Vec<(u64, PathBuf)>> {
+    let mut spares = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let end_seq = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SPARE_PREFIX)?.strip_suffix(".log"))
+            .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse().ok());
+        if let Some(end_seq) = end_seq {
+            spares.push((end_seq, entry.path()));
+        }
+    }
+    spares.sort_unstable();
+    let extra = spares.len().saturating_sub(keep);
+    for (_, path) in spares.drain(..extra) {
+        fs::remove_file(path)?;
+    }
+    Ok(spares)
+}
+
+/// `spare` opened for writing over its old records and renamed to the segment
+/// `path` (opened first, so that a failure leaves no segment behind), and its size.
+fn reuse_segment(spare: &Path, path: &Path) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new().read(true).write(true).open(spare)?;
+    let size = file.metadata()?.len();
+    fs::rename(spare, path)?;
+    Ok((file, size))
 }
 
 fn parse_segment_name(name: &str) -> Option<u64> {
@@ -887,11 +1045,25 @@ mod tests {
         WalOptions::new(dir)
     }
 
+    fn small_segments(dir: &Path, segment_bytes: u64) -> WalOptions {
+        WalOptions {
+            segment_bytes,
+            ..opts(dir)
+        }
+    }
+
     fn open(opts: WalOptions) -> (Wal, Vec<Record>, RecoveryReport) {
         let (wal, replay) = Wal::open(opts).unwrap();
         let report = replay.report().clone();
         let records = replay.collect::<Result<Vec<_>>>().unwrap();
         (wal, records, report)
+    }
+
+    /// Appends records `ids` with payloads of `len` bytes.
+    fn append_all(wal: &Wal, ids: std::ops::RangeInclusive<u64>, len: usize) {
+        for i in ids {
+            assert_eq!(wal.append(0, &payload(i, len)).unwrap(), i);
+        }
     }
 
     fn seqs(records: &[Record]) -> Vec<u64> {
@@ -1116,10 +1288,7 @@ mod tests {
     #[test]
     fn damage_at_the_end_of_an_older_segment_is_quarantined_not_truncated() {
         let dir = TempDir::new("old-tail");
-        let o = WalOptions {
-            segment_bytes: 200,
-            ..opts(dir.path())
-        };
+        let o = small_segments(dir.path(), 200);
         let (wal, _, _) = open(o.clone());
         for i in 0..4 {
             wal.append(0, &payload(i, 100)).unwrap();
@@ -1161,10 +1330,7 @@ mod tests {
     #[test]
     fn rotation_and_truncate_through() {
         let dir = TempDir::new("rotation");
-        let o = WalOptions {
-            segment_bytes: 1000,
-            ..opts(dir.path())
-        };
+        let o = small_segments(dir.path(), 1000);
         let (wal, _, _) = open(o.clone());
         // 224-byte records: four to a segment.
         for i in 1..=18 {
@@ -1192,6 +1358,155 @@ mod tests {
         assert_eq!(seqs(&records), [17, 18]);
         assert_eq!(report.segments, 1);
         assert_eq!(wal.append(0, b"next").unwrap(), 19);
+    }
+
+    fn spare_files(dir: &Path) -> Vec<PathBuf> {
+        let mut spares: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(SPARE_PREFIX)
+            })
+            .collect();
+        spares.sort();
+        spares
+    }
+
+    /// The log's files as a crash at this moment would leave them, in a new
+    /// directory (the log itself stays open and locked).
+    fn crash_copy(dir: &Path, name: &str) -> TempDir {
+        let copy = TempDir::new(name);
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.file_name().unwrap() != LOCK_FILE {
+                fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        copy
+    }
+
+    #[cfg(unix)]
+    fn inode(path: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(path).unwrap())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn retired_segments_are_reused_and_their_old_records_never_replay() {
+        let dir = TempDir::new("recycle");
+        let o = small_segments(dir.path(), 1000);
+        let (wal, _, _) = open(o.clone());
+        // 224-byte records, four to a segment: segments 1, 5, 9 and 13.
+        append_all(&wal, 1..=16, 200);
+        // Three retired: two kept as spares, the third deleted.
+        assert_eq!(wal.truncate_through(12).unwrap(), 3);
+        let spares = spare_files(dir.path());
+        assert_eq!(spares.len(), o.spares);
+        let spare_inodes: Vec<u64> = spares.iter().map(|p| inode(p)).collect();
+        assert_eq!(wal.stats().segments, 1);
+
+        // The next segment is a spare, written over from the start.
+        append_all(&wal, 17..=18, 200);
+        let files = segment_files(dir.path());
+        assert_eq!(files.len(), 2);
+        assert!(spare_inodes.contains(&inode(&files[1])));
+        assert_eq!(spare_files(dir.path()).len(), o.spares - 1);
+        assert_eq!(fs::metadata(&files[1]).unwrap().len(), 4 * 224);
+        assert_eq!(wal.bytes(), 6 * 224);
+
+        // A crash now leaves two old records (sequence numbers 1-4 or 5-8) after the
+        // two new ones: cut off and counted, never replayed.
+        let crashed = crash_copy(dir.path(), "recycle-crash");
+        let (reopened, records, report) = open(opts(crashed.path()));
+        assert_eq!(seqs(&records), [13, 14, 15, 16, 17, 18]);
+        assert_eq!(report.recycled_bytes, 2 * 224);
+        assert_eq!((report.torn_tail_bytes, report.quarantined), (0, 0));
+        assert_eq!(report.next_seq, 19);
+        let newest = &segment_files(crashed.path())[1];
+        assert_eq!(fs::metadata(newest).unwrap().len(), 2 * 224);
+        assert_eq!(reopened.append(0, b"next").unwrap(), 19);
+        // The other spare is still one.
+        assert_eq!(spare_files(crashed.path()).len(), o.spares - 1);
+    }
+
+    #[test]
+    fn a_spare_with_records_numbered_as_high_as_the_log_is_not_reused() {
+        let source = TempDir::new("foreign-source");
+        let (bytes, _) = three_records(source.path());
+        let dir = TempDir::new("foreign");
+        let o = small_segments(dir.path(), 1000);
+        // Records 1-3, as a spare of another log (or of this one before its lake was
+        // reset) would hold them: written over by a log that numbers from 1, they
+        // would be taken for its own.
+        fs::write(dir.path().join(spare_name(4)), &bytes).unwrap();
+        assert!(bytes.len() > 424);
+        let (wal, _, _) = open(o.clone());
+        // 424-byte records, two to a segment: segment 3 starts below 4.
+        append_all(&wal, 1..=3, 400);
+        // Segment 3 is a new file holding record 3 alone; the spare is gone.
+        let files = segment_files(dir.path());
+        assert_eq!(files.len(), 2);
+        assert_eq!(fs::metadata(&files[1]).unwrap().len(), 424);
+        assert!(spare_files(dir.path()).is_empty());
+        drop(wal);
+        let (_wal, records, report) = open(o);
+        assert_eq!(seqs(&records), [1, 2, 3]);
+        assert_eq!((report.recycled_bytes, report.torn_tail_bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_reused_segment_is_cut_to_its_records_when_sealed_or_dropped() {
+        let dir = TempDir::new("recycle-seal");
+        let o = small_segments(dir.path(), 1000);
+        let (wal, _, _) = open(o.clone());
+        append_all(&wal, 1..=8, 200);
+        assert_eq!(wal.truncate_through(4).unwrap(), 1);
+        // A 424-byte record does not fit after four of 224: segment 9 reuses
+        // segment 1, 896 bytes of old records, and stops 24 bytes into the second.
+        wal.append(0, &payload(9, 400)).unwrap();
+        let segment_9 = segment_files(dir.path())[1].clone();
+        assert_eq!(fs::metadata(&segment_9).unwrap().len(), 896);
+
+        // A crash: the rest of the old record the new one ended inside cannot be
+        // told from a torn write; the old records after it are counted apart.
+        let crashed = crash_copy(dir.path(), "recycle-seal-crash");
+        let (_reopened, records, report) = open(opts(crashed.path()));
+        assert_eq!(seqs(&records), [5, 6, 7, 8, 9]);
+        assert_eq!(records[4].payload, payload(9, 400));
+        assert_eq!(
+            (report.torn_tail_bytes, report.recycled_bytes),
+            (24, 2 * 224)
+        );
+        assert_eq!(report.quarantined, 0);
+
+        // Sealed when the log moves on: 848 bytes of its own, the old ones cut.
+        wal.append(0, &payload(10, 400)).unwrap();
+        wal.append(0, &payload(11, 400)).unwrap();
+        assert_eq!(fs::metadata(&segment_9).unwrap().len(), 2 * 424);
+
+        // Dropped while a reused segment is active: cut as well, so that the log
+        // reopens with nothing to count.
+        assert_eq!(wal.truncate_through(10).unwrap(), 2);
+        wal.append(0, &payload(12, 400)).unwrap();
+        wal.append(0, &payload(13, 200)).unwrap();
+        let newest = segment_files(dir.path()).pop().unwrap();
+        assert_eq!(fs::metadata(&newest).unwrap().len(), 2 * 424);
+        drop(wal);
+        assert_eq!(fs::metadata(&newest).unwrap().len(), 224);
+        let (_wal, records, report) = open(o);
+        assert_eq!(seqs(&records), [11, 12, 13]);
+        assert_eq!(
+            (
+                report.torn_tail_bytes,
+                report.recycled_bytes,
+                report.quarantined
+            ),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -1342,9 +1657,10 @@ mod tests {
         let base = replay.report().next_seq * 1000;
         let wal = Arc::new(wal);
         let started = Instant::now();
-        let threads: Vec<_> = (0..4u64)
+        let last_acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut threads: Vec<_> = (0..4u64)
             .map(|t| {
-                let wal = Arc::clone(&wal);
+                let (wal, last_acked) = (Arc::clone(&wal), Arc::clone(&last_acked));
                 thread::spawn(move || {
                     let mut rng = Rng(base + t);
                     let mut i = 0;
@@ -1352,6 +1668,7 @@ mod tests {
                         let id = (base + t) << 20 | i;
                         let len = 1 + rng.below(12_000);
                         let seq = wal.append(0, &payload(id, len)).unwrap();
+                        last_acked.fetch_max(seq, Relaxed);
                         // One write per line, ending in a marker, so a line cut
                         // by the kill is recognisable.
                         let line = format!("acked {seq} {id} {len} end\n");
@@ -1361,6 +1678,18 @@ mod tests {
                 })
             })
             .collect();
+        // Retires segments well behind the appends, as the lake does after a commit,
+        // so that rotations reuse spares: announced before, so that the parent never
+        // expects a record it may have retired.
+        threads.push(thread::spawn(move || {
+            while started.elapsed() < Duration::from_secs(20) {
+                thread::sleep(Duration::from_millis(2));
+                let through = last_acked.load(Relaxed).saturating_sub(100);
+                let line = format!("retiring {through} end\n");
+                io::stdout().lock().write_all(line.as_bytes()).unwrap();
+                wal.truncate_through(through).unwrap();
+            }
+        }));
         for t in threads {
             t.join().unwrap();
         }
@@ -1377,6 +1706,10 @@ mod tests {
             .as_nanos() as u64);
         // seq -> (id, len) of every record a child acknowledged, in any round.
         let mut acked = BTreeMap::new();
+        // Records up to here may have been retired; the rest must replay.
+        let mut retired = 0;
+        // Old records cut off recycled segments, over all rounds.
+        let mut recycled = 0;
         for round in 0..6 {
             let mut child = Command::new(&exe)
                 .args(["--exact", "wal::tests::crash_child", "--nocapture"])
@@ -1387,23 +1720,31 @@ mod tests {
                 .unwrap();
             let stdout = child.stdout.take().unwrap();
             let (tx, rx) = mpsc::channel();
+            let (retiring, retirements) = mpsc::channel();
             let reader = thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     let f: Vec<&str> = line.split(' ').collect();
-                    if let ["acked", seq, id, len, "end"] = f[..] {
-                        let parsed = (seq.parse(), id.parse(), len.parse());
-                        tx.send((parsed.0.unwrap(), parsed.1.unwrap(), parsed.2.unwrap()))
-                            .unwrap();
+                    match f[..] {
+                        ["acked", seq, id, len, "end"] => {
+                            let parsed = (seq.parse(), id.parse(), len.parse());
+                            tx.send((parsed.0.unwrap(), parsed.1.unwrap(), parsed.2.unwrap()))
+                                .unwrap();
+                        }
+                        ["retiring", through, "end"] => {
+                            retiring.send(through.parse::<u64>().unwrap()).unwrap()
+                        }
+                        _ => {}
                     }
                 }
             });
             // Kill only once the child is appending, at a random moment after.
             let first: (u64, u64, usize) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-            thread::sleep(Duration::from_millis(rng.below(300) as u64));
+            thread::sleep(Duration::from_millis(rng.below(600) as u64));
             child.kill().unwrap();
             child.wait().unwrap();
             reader.join().unwrap();
+            retired = retirements.try_iter().fold(retired, u64::max);
             let before = acked.len();
             for (seq, id, len) in std::iter::once(first).chain(rx.try_iter()) {
                 assert!(
@@ -1422,7 +1763,8 @@ mod tests {
             );
             assert!(records.windows(2).all(|w| w[0].seq < w[1].seq));
             assert_eq!(report.quarantined, 0, "round {round}: {report:?}");
-            for (seq, (id, len)) in &acked {
+            recycled += report.recycled_bytes;
+            for (seq, (id, len)) in acked.range(retired + 1..) {
                 let record = replayed
                     .get(seq)
                     .unwrap_or_else(|| panic!("round {round}: acked seq {seq} lost"));
@@ -1434,6 +1776,12 @@ mod tests {
             }
             drop(wal);
         }
+        // Retiring every 2 ms, nearly every rotation reuses a spare: a kill finds one
+        // being written over nearly every time.
+        assert!(
+            recycled > 0,
+            "no round was killed while a recycled segment was active"
+        );
     }
 
     /// `AFTERSHOCK_WAL_BENCH_DIR` picks the disk (the default temp dir may be
