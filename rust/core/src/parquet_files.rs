@@ -1294,13 +1294,19 @@ struct ParquetSink<W: Write + Send> {
     writer: SerializedFileWriter<W>,
     /// arrow-rs makes a zstd compressor and decompressor for every column writer it
     /// creates, one per leaf and row group, whether or not the writer writes anything
-    /// (the string leaves are written here). Its writers are made with no codec on the
-    /// leaves the string writer takes (`stripped`); should one of those fall back to
-    /// arrow-rs in some row group, its writer comes from `fallback`, made with `props`
-    /// as they are.
+    /// (the string leaves are written here), and the first page it compresses sets up
+    /// the compressor's tables: 3.5% of a realistic ingest's CPU went to that. Its
+    /// writers are made with no codec on the leaves the string writer takes and on the
+    /// leaves of list columns (`stripped`). Should a string leaf fall back to arrow-rs in
+    /// some row group, its writer comes from `fallback`, and a list column with elements
+    /// in the row group takes its writers from `lists`: writers of those columns alone,
+    /// made with `props` as they are. A list column with none (the links of nearly
+    /// every span, the events of most) is written uncompressed: its pages hold levels
+    /// alone, a few bytes that zstd would only wrap.
     arrow_writers: ArrowRowGroupWriterFactory,
     stripped: WriterProperties,
     fallback: FallbackWriters,
+    lists: FallbackWriters,
     props: Arc<WriterProperties>,
     parquet_schema: SchemaDescriptor,
     schema: SchemaRef,
@@ -1312,17 +1318,25 @@ struct ParquetSink<W: Write + Send> {
 impl<W: Write + Send> ParquetSink<W> {
     fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
         let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-        let stripped = without_string_codecs(&props, &schema)?;
+        let stripped = uncompressed_where(&props, &schema, |field, path| {
+            is_list(field.data_type())
+                || StringLeaf::encodes(field.data_type())
+                    && StringChunkWriter::writes_leaf(path, &props)
+        })?;
         let (writer, arrow_writers) =
             ArrowWriter::try_new(out, Arc::clone(&schema), Some(stripped.clone()))?
                 .into_serialized_writer()?;
         let props = Arc::new(props);
+        let parquet_schema = writer.schema_descr().clone();
+        let fallback = FallbackWriters::new(&schema, &parquet_schema, &props, StringLeaf::encodes);
+        let lists = FallbackWriters::new(&schema, &parquet_schema, &props, is_list);
         Ok(ParquetSink {
-            parquet_schema: writer.schema_descr().clone(),
+            parquet_schema,
             writer,
             arrow_writers,
             stripped,
-            fallback: FallbackWriters::new(Arc::clone(&schema), Arc::clone(&props)),
+            fallback,
+            lists,
             props,
             stats: FileStats::new(&schema),
             schema,
@@ -1410,6 +1424,8 @@ impl<W: Write + Send> ParquetSink<W> {
                             gather(field.data_type(), &parts, &runs, rows.num_rows())?
                         }
                     };
+                    let list = is_list(field.data_type());
+                    let no_elements = list && has_no_elements(&column);
                     for l in compute_leaves(field, &column)? {
                         let no_leaf = || {
                             ArrowError::SchemaError(format!("no Parquet leaf for {}", field.name()))
@@ -1417,10 +1433,13 @@ impl<W: Write + Send> ParquetSink<W> {
                         let stripped_writer = column_writers.next().ok_or_else(no_leaf)?;
                         let descr = parquet_schema.column(leaf);
                         let path = descr.path();
-                        let mut w = if self.stripped.compression(path) == props.compression(path) {
-                            stripped_writer
-                        } else {
-                            self.fallback.take(index, leaf)?.ok_or_else(no_leaf)?
+                        let same_codec = self.stripped.compression(path) == props.compression(path);
+                        let mut w = match (same_codec || no_elements, list) {
+                            (true, _) => stripped_writer,
+                            (false, true) => self.lists.take(index, leaf)?.ok_or_else(no_leaf)?,
+                            (false, false) => {
+                                self.fallback.take(index, leaf)?.ok_or_else(no_leaf)?
+                            }
                         };
                         w.write(&l)?;
                         w.close()?.append_to_row_group(&mut row_group)?;
@@ -1470,29 +1489,67 @@ pub(crate) fn copyable(table: &str, meta: &ParquetMetaData, schema: &SchemaRef) 
     }))
 }
 
-/// arrow-rs column writers made with a file's own properties, for the leaves whose
-/// writers [`ParquetSink`] makes without a codec (`without_string_codecs`) when one falls
-/// back to arrow-rs: made only then, a row group's set at a time.
+/// arrow-rs column writers with a file's own properties for some of its columns, for the
+/// leaves [`ParquetSink`] makes its main writers without a codec for, when such a leaf
+/// needs one: made only then, a row group's set at a time, and for those columns alone
+/// (a writer that is not used costs as much to make).
 struct FallbackWriters {
+    /// The file's columns these writers are for.
     schema: SchemaRef,
     props: Arc<WriterProperties>,
+    /// For each leaf of the file, its index among the leaves of `schema`, if it is one.
+    leaves: Vec<Option<usize>>,
     factory: Option<ArrowRowGroupWriterFactory>,
     /// The row group whose writers these are, and those not taken yet.
     writers: Option<(usize, Vec<Option<ArrowColumnWriter>>)>,
 }
 
 impl FallbackWriters {
-    fn new(schema: SchemaRef, props: Arc<WriterProperties>) -> Self {
+    /// Writers for the columns of `schema` (whose Parquet leaves are `parquet_schema`'s)
+    /// whose type `keep` holds for.
+    fn new(
+        schema: &SchemaRef,
+        parquet_schema: &SchemaDescriptor,
+        props: &Arc<WriterProperties>,
+        keep: impl Fn(&DataType) -> bool,
+    ) -> Self {
+        let kept = |root: &str| {
+            schema
+                .field_with_name(root)
+                .is_ok_and(|f| keep(f.data_type()))
+        };
+        let mut next = 0;
+        let leaves = parquet_schema
+            .columns()
+            .iter()
+            .map(|leaf| {
+                kept(&leaf.path().parts()[0]).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| keep(f.data_type()))
+            .cloned()
+            .collect();
         FallbackWriters {
-            schema,
-            props,
+            schema: Arc::new(arrow_schema::Schema::new(fields)),
+            props: Arc::clone(props),
+            leaves,
             factory: None,
             writers: None,
         }
     }
 
-    /// The writer of leaf `leaf` in row group `row_group`, `None` if already taken.
+    /// The writer of the file's leaf `leaf` in row group `row_group`, `None` if already
+    /// taken or not one of these columns'.
     fn take(&mut self, row_group: usize, leaf: usize) -> Result<Option<ArrowColumnWriter>> {
+        let Some(&Some(leaf)) = self.leaves.get(leaf) else {
+            return Ok(None);
+        };
         if self.writers.as_ref().is_none_or(|(rg, _)| *rg != row_group) {
             let factory = match &mut self.factory {
                 Some(f) => f,
@@ -1517,24 +1574,38 @@ impl FallbackWriters {
     }
 }
 
-/// `props` with no compression on the leaves [`StringChunkWriter`] would write (the
-/// string leaves of dictionary-encoded columns), for creating arrow-rs's column writers
-/// only: the string writer reads the codec from `props` itself.
-fn without_string_codecs(props: &WriterProperties, schema: &SchemaRef) -> Result<WriterProperties> {
+/// `props` with no compression on the leaves for which `uncompressed` holds (given their
+/// top-level field and path), for creating arrow-rs's column writers only: the string
+/// writer reads the codec from `props` itself.
+fn uncompressed_where(
+    props: &WriterProperties,
+    schema: &SchemaRef,
+    uncompressed: impl Fn(&arrow_schema::Field, &ColumnPath) -> bool,
+) -> Result<WriterProperties> {
     let mut stripped = props.clone().into_builder();
     for leaf in ArrowSchemaConverter::new().convert(schema)?.columns() {
         let root = &leaf.path().parts()[0];
         let Ok(field) = schema.field_with_name(root) else {
             continue;
         };
-        if StringLeaf::encodes(field.data_type())
-            && StringChunkWriter::writes_leaf(leaf.path(), props)
-        {
+        if uncompressed(field, leaf.path()) {
             stripped =
                 stripped.set_column_compression(leaf.path().clone(), Compression::UNCOMPRESSED);
         }
     }
     Ok(stripped.build())
+}
+
+fn is_list(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::List(_))
+}
+
+/// Whether the list column `column` has no element in any row: all empty or null.
+fn has_no_elements(column: &ArrayRef) -> bool {
+    column.as_list_opt::<i32>().is_some_and(|lists| {
+        let offsets = lists.value_offsets();
+        offsets.first() == offsets.last()
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -2961,6 +3032,61 @@ pub(crate) mod tests {
         let f = &files[0];
         assert_eq!(stat(&f.stats_json, "nullCount", col::TRACE_ID), "2");
         assert!(!f.stats_json.contains("\"minValues\":{\"trace_id\""));
+    }
+
+    #[test]
+    fn list_columns_without_elements_are_written_uncompressed() {
+        let dir = TempDir::new("empty-lists");
+        let with_lists = spans_batch(40);
+        // The same spans with no events and no links.
+        let mut columns = with_lists.columns().to_vec();
+        for name in [col::EVENTS, col::LINKS] {
+            let at = with_lists.schema().index_of(name).unwrap();
+            let DataType::List(item) = with_lists.schema().field(at).data_type().clone() else {
+                panic!("{name} is not a list");
+            };
+            let empty = arrow_array::new_empty_array(item.data_type());
+            let offsets = OffsetBuffer::new_zeroed(with_lists.num_rows());
+            columns[at] = Arc::new(ListArray::new(item, offsets, empty, None));
+        }
+        let without = RecordBatch::try_new(with_lists.schema(), columns).unwrap();
+        for (batch, lists_empty) in [(&with_lists, false), (&without, true)] {
+            let files = write_data_files(
+                &dir.0,
+                SPANS,
+                std::slice::from_ref(batch),
+                &[],
+                &ParquetOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(files.len(), 1);
+            let path = dir.0.join(&files[0].path);
+            let got = read(&path);
+            assert_eq!(got.num_rows(), batch.num_rows());
+            for name in [col::EVENTS, col::LINKS] {
+                let elements = |b: &RecordBatch| {
+                    b.column_by_name(name)
+                        .unwrap()
+                        .as_list::<i32>()
+                        .values()
+                        .len()
+                };
+                assert_eq!(elements(&got), elements(batch), "{name}");
+            }
+            let reader = reader_with_bloom_filters(File::open(&path).unwrap());
+            for c in reader.metadata().row_group(0).columns() {
+                let path = c.column_path().string();
+                let list = path.starts_with(col::EVENTS) || path.starts_with(col::LINKS);
+                if list {
+                    let codec = c.compression();
+                    assert_eq!(
+                        codec == Compression::UNCOMPRESSED,
+                        lists_empty,
+                        "{path}: {codec}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
