@@ -1318,11 +1318,7 @@ struct ParquetSink<W: Write + Send> {
 impl<W: Write + Send> ParquetSink<W> {
     fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
         let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-        let stripped = uncompressed_where(&props, &schema, |field, path| {
-            is_list(field.data_type())
-                || StringLeaf::encodes(field.data_type())
-                    && StringChunkWriter::writes_leaf(path, &props)
-        })?;
+        let stripped = without_codecs(&props, &schema)?;
         let (writer, arrow_writers) =
             ArrowWriter::try_new(out, Arc::clone(&schema), Some(stripped.clone()))?
                 .into_serialized_writer()?;
@@ -1574,21 +1570,21 @@ impl FallbackWriters {
     }
 }
 
-/// `props` with no compression on the leaves for which `uncompressed` holds (given their
-/// top-level field and path), for creating arrow-rs's column writers only: the string
-/// writer reads the codec from `props` itself.
-fn uncompressed_where(
-    props: &WriterProperties,
-    schema: &SchemaRef,
-    uncompressed: impl Fn(&arrow_schema::Field, &ColumnPath) -> bool,
-) -> Result<WriterProperties> {
+/// `props` with no compression on the leaves [`StringChunkWriter`] would write (the
+/// string leaves of dictionary-encoded columns) and on the leaves of list columns, for
+/// creating arrow-rs's main column writers only: the string writer reads the codec from
+/// `props` itself, and a list column with elements gets writers with it (`lists`).
+fn without_codecs(props: &WriterProperties, schema: &SchemaRef) -> Result<WriterProperties> {
     let mut stripped = props.clone().into_builder();
     for leaf in ArrowSchemaConverter::new().convert(schema)?.columns() {
         let root = &leaf.path().parts()[0];
         let Ok(field) = schema.field_with_name(root) else {
             continue;
         };
-        if uncompressed(field, leaf.path()) {
+        let data_type = field.data_type();
+        if is_list(data_type)
+            || StringLeaf::encodes(data_type) && StringChunkWriter::writes_leaf(leaf.path(), props)
+        {
             stripped =
                 stripped.set_column_compression(leaf.path().clone(), Compression::UNCOMPRESSED);
         }
