@@ -1643,7 +1643,9 @@ mod tests {
     /// Not a test by itself: the child process of
     /// `sigkill_loses_no_acknowledged_record`, which runs the test binary again
     /// with this one selected. Appends from four threads and prints every
-    /// acknowledged record until killed (or, should the parent be gone, for 20 s).
+    /// acknowledged record, while a fifth retires segments 100 records behind (so
+    /// that rotations write over spares), until killed (or, should the parent be
+    /// gone, for 20 s).
     #[test]
     fn crash_child() {
         let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
