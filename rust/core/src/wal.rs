@@ -32,7 +32,7 @@
 //! numbered below `<end>`. A rotation renames a spare to the new segment's name
 //! and writes over it from the start.
 //! Writing into blocks a file already has, whose pages are still cached, costs
-//! the kernel a third of what growing a new file does (page cache pages, buffer
+//! the kernel two fifths of what growing a new file does (page cache pages, buffer
 //! heads, block reservations, and the unlink that freed them all), and its
 //! `fdatasync` has no size to record.
 //!
@@ -520,23 +520,21 @@ impl Wal {
         // Only a spare whose records are all numbered below the new segment's first
         // (always so for a spare of this log) is written over: recovery tells its old
         // records apart by their numbers.
-        let reused = match st.spares.pop() {
-            Some((end_seq, spare)) if end_seq <= st.next_seq => {
-                reuse_segment(&spare, &path).map_err(|_| spare)
+        // A spare that cannot be reused is not worth an error: it goes, and a new
+        // file takes its place.
+        let next_seq = st.next_seq;
+        let reused = st.spares.pop().and_then(|(end_seq, spare)| {
+            let reused = (end_seq <= next_seq)
+                .then(|| reuse_segment(&spare, &path).ok())
+                .flatten();
+            if reused.is_none() {
+                let _ = fs::remove_file(&spare);
             }
-            Some((_, spare)) => Err(spare),
-            None => Err(PathBuf::new()),
-        };
+            reused
+        });
         let (file, size) = match reused {
-            Ok(reused) => reused,
-            Err(spare) => {
-                // A spare that cannot be reused is not worth an error: it goes, and a
-                // new file takes its place.
-                if !spare.as_os_str().is_empty() {
-                    let _ = fs::remove_file(&spare);
-                }
-                (create_segment(&path)?, 0)
-            }
+            Some(reused) => reused,
+            None => (create_segment(&path)?, 0),
         };
         if self.durability == Durability::Fsync {
             if let Err(e) = sync_dir(&self.dir) {
@@ -851,12 +849,7 @@ fn list_spares(dir: &Path, keep: usize) -> Result<Vec<(u64, PathBuf)>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let end_seq = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(SPARE_PREFIX)?.strip_suffix(".log"))
-            .filter(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|digits| digits.parse().ok());
-        if let Some(end_seq) = end_seq {
+        if let Some(end_seq) = name.to_str().and_then(|n| parse_seq_name(n, SPARE_PREFIX)) {
             spares.push((end_seq, entry.path()));
         }
     }
@@ -878,7 +871,12 @@ fn reuse_segment(spare: &Path, path: &Path) -> io::Result<(File, u64)> {
 }
 
 fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    parse_seq_name(name, "wal-")
+}
+
+/// The sequence number of a file named `<prefix><20 digits>.log`.
+fn parse_seq_name(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
