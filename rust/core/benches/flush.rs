@@ -58,9 +58,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(level) = std::env::var("ZSTD_LEVEL") {
         popts.zstd_level = level.parse()?;
     }
-    if let Ok(level) = std::env::var("ID_ZSTD_LEVEL") {
-        popts.id_zstd_level = level.parse()?;
-    }
     if let Ok(rows) = std::env::var("ROW_GROUP_ROWS") {
         popts.row_group_rows = rows.parse()?;
     }

@@ -71,14 +71,6 @@ pub struct ParquetOptions {
     /// whole flush than level 3 (its smaller match tables suit pages of a few hundred KB);
     /// level 9 compresses a few percent better at several times the cost.
     pub zstd_level: i32,
-    /// zstd level of the columns of random ids (`Layout::random_ids`): the hex of random
-    /// bytes has no repeats for zstd's match search to find, only the 4 bits of entropy a
-    /// character that its entropy coder packs at any level. On the realistic flush bench,
-    /// level 1 writes span ids in 8.99 B/span as level 2 does, and parent ids in 1.43
-    /// against 1.46 (28.2 instead of 28.3 B/span in all), with 0.5% fewer instructions for
-    /// the whole flush. (Times are another matter: start times, sorted within each trace,
-    /// take 5.35 B/span at level 1 against 3.85 at level 2.)
-    pub id_zstd_level: i32,
     /// Rows per row group: large enough for good compression, small enough that a
     /// reader skipping by statistics or bloom filter skips something.
     pub row_group_rows: usize,
@@ -96,7 +88,6 @@ impl Default for ParquetOptions {
     fn default() -> Self {
         ParquetOptions {
             zstd_level: 2,
-            id_zstd_level: 1,
             row_group_rows: 128 * 1024,
             bloom_filter_fpp: 0.01,
             copy_row_group_rows: 16 * 1024,
@@ -156,11 +147,10 @@ pub(crate) struct Layout {
     sort_by: &'static [&'static str],
     /// Columns of mostly distinct values (random ids, nanosecond times), written PLAIN:
     /// a dictionary would hold every value once more, and zstd packs them better without
-    /// it (38 -> 32 bytes per span on a realistic payload).
+    /// it (38 -> 32 bytes per span on a realistic payload). The string ones, random ids,
+    /// are written by [`crate::parquet_strings`] and compressed as random text
+    /// ([`crate::parquet_strings::RANDOM_TEXT_LEVEL`]).
     plain: &'static [&'static str],
-    /// Columns of random ids written without a dictionary (a subset of `plain`),
-    /// compressed at `ParquetOptions::id_zstd_level`.
-    random_ids: &'static [&'static str],
     /// Integer columns written DELTA_BINARY_PACKED and not compressed (a subset of
     /// `plain`): values that vary independently from row to row, which bit packing
     /// shrinks about as well as zstd does PLAIN, at a fraction of zstd's cost (zstd on
@@ -196,7 +186,6 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
                 col::END_TIME,
                 col::DURATION_NS,
             ],
-            random_ids: &[col::SPAN_ID, col::PARENT_SPAN_ID],
             // Durations of unrelated spans: on the realistic, live and random flush
             // benches 3.39-3.49 B/span bit-packed against 3.48-3.63 PLAIN with zstd
             // level 3 (pyarrow; the lake's level 2 wrote 3.44 on the realistic one, for
@@ -211,7 +200,6 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
             day_from: &[col::TIME, col::OBSERVED_TIME],
             sort_by: &[col::SERVICE_NAME, col::TIME],
             plain: &[col::TIME, col::OBSERVED_TIME, col::SPAN_ID],
-            random_ids: &[col::SPAN_ID],
             delta_packed: &[],
             uncompressed: &[],
         },
@@ -233,7 +221,6 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
                 rollup_col::DURATION_MIN_NS,
                 rollup_col::DURATION_MAX_NS,
             ],
-            random_ids: &[],
             // PLAIN, zstd packed them to 3.5 bytes a value but took ~1.1K instructions
             // a row, a third of writing rollups; bit packed they take a little less
             // (119 instead of 121 KB) for ~200.
@@ -349,7 +336,7 @@ pub(crate) fn sort_rows(
         .schema
         .fields()
         .iter()
-        .map(|f| !layout.plain.contains(&f.name().as_str()) && StringLeaf::encodes(f.data_type()))
+        .map(|f| StringLeaf::encodes(f.data_type()))
         .collect();
     let ranked = |name: &str| layout.sort_by.contains(&name) || layout.day_from.contains(&name);
     // Flat columns that are neither read in place nor ranked are gathered like nested
@@ -1122,10 +1109,6 @@ pub(crate) fn writer_properties(
         ]));
     for name in layout.plain {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*name), false);
-    }
-    let id_codec = Compression::ZSTD(ZstdLevel::try_new(opts.id_zstd_level)?);
-    for name in layout.random_ids {
-        props = props.set_column_compression(ColumnPath::from(*name), id_codec);
     }
     for name in layout.delta_packed {
         props = props

@@ -1,6 +1,8 @@
-//! The dictionary-encoded string columns of the lake's Parquet files, encoded here rather
-//! than by arrow-rs's generic column writer; [`crate::parquet_files`] hands every other
-//! column to arrow-rs and splices these chunks into the same row groups.
+//! The string columns of the lake's Parquet files, encoded here rather than by arrow-rs's
+//! generic column writer; [`crate::parquet_files`] hands every other column to arrow-rs and
+//! splices these chunks into the same row groups. Most are dictionary-encoded (below); the
+//! columns of random ids, which have no dictionary, are PLAIN pages filled straight from
+//! the rows ([`StringChunkWriter::write_plain`]).
 //!
 //! Once rows are sorted, most of a span's strings equal the string at the same place in the
 //! row before: the resource's and scope's columns and attributes are the same for every span
@@ -24,6 +26,7 @@ use std::hash::BuildHasher;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, MapArray, StringArray};
+use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType, ZstdLevel};
@@ -32,7 +35,7 @@ use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::metadata::{ColumnChunkMetaData, ColumnChunkMetaDataBuilder, PageEncodingStats};
 use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::{Statistics, ValueStatistics};
@@ -537,15 +540,7 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             if max_def > 0 {
                 out.def = vec![1; rows];
             }
-            // What each run reads of its part, looked up once per part rather than per run
-            // (after the sort a run is a row or two).
-            let parts: Vec<_> = arrays
-                .iter()
-                .map(|a| {
-                    let nulls = a.nulls().filter(|n| n.null_count() > 0);
-                    (a.value_data(), a.value_offsets(), nulls)
-                })
-                .collect();
+            let parts = flat_parts(arrays);
             // Per part with groups, the id of each group's value once a row of it has been
             // read: `Some(None)` for a null.
             let mut seen = first_of_groups(leaf.groups);
@@ -764,40 +759,134 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
     out
 }
 
+/// What a run of a flat leaf reads of its part: bytes, offsets, and nulls if it has any.
+type FlatPart<'a> = (&'a [u8], &'a [i32], Option<&'a NullBuffer>);
+
+/// Each part's [`FlatPart`], looked up once per part rather than per run (after the sort a
+/// run is a row or two).
+fn flat_parts<'a>(arrays: &[&'a StringArray]) -> Vec<FlatPart<'a>> {
+    arrays
+        .iter()
+        .map(|&a| {
+            let nulls = a.nulls().filter(|n| n.null_count() > 0);
+            (a.value_data(), a.value_offsets(), nulls)
+        })
+        .collect()
+}
+
+/// A column chunk's pages, written into memory as they come, and what its metadata says
+/// of them: their sizes, where the dictionary page is, and where each data page starts
+/// and which row it starts with (the offset index).
+struct ChunkPages {
+    sink: TrackedWrite<Vec<u8>>,
+    compressed: i64,
+    uncompressed: i64,
+    dictionary_page_offset: Option<i64>,
+    locations: Vec<PageLocation>,
+}
+
+impl ChunkPages {
+    fn new() -> Self {
+        ChunkPages {
+            sink: TrackedWrite::new(Vec::new()),
+            compressed: 0,
+            uncompressed: 0,
+            dictionary_page_offset: None,
+            locations: Vec::new(),
+        }
+    }
+
+    /// Appends `page`, `uncompressed` bytes before compression: a data page whose rows
+    /// start at `first_row`, or (`None`) the dictionary page.
+    fn write(&mut self, page: Page, uncompressed: usize, first_row: Option<usize>) -> Result<()> {
+        let mut writer = SerializedPageWriter::new(&mut self.sink);
+        let spec = writer.write_page(CompressedPage::new(page, uncompressed))?;
+        writer.close()?;
+        self.compressed += spec.compressed_size as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        match first_row {
+            Some(row) => self.locations.push(PageLocation {
+                offset: spec.offset as i64,
+                compressed_page_size: spec.compressed_size as i32,
+                first_row_index: row as i64,
+            }),
+            None => self.dictionary_page_offset = Some(spec.offset as i64),
+        }
+        Ok(())
+    }
+
+    /// The chunk's bytes and what a row group writer needs to splice them in: `builder`'s
+    /// metadata completed with the pages' sizes and offsets, `rows`, `bloom_filter` and
+    /// the offset index.
+    fn finish(
+        self,
+        builder: ColumnChunkMetaDataBuilder,
+        rows: usize,
+        bloom_filter: Option<Sbbf>,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let metadata = builder
+            .set_total_compressed_size(self.compressed)
+            .set_total_uncompressed_size(self.uncompressed)
+            .set_data_page_offset(self.locations.first().map_or(0, |l| l.offset))
+            .set_dictionary_page_offset(self.dictionary_page_offset)
+            .build()?;
+        let close = ColumnCloseResult {
+            bytes_written: self.compressed as u64,
+            rows_written: rows as u64,
+            metadata,
+            bloom_filter,
+            column_index: None,
+            offset_index: Some(OffsetIndexMetaData {
+                page_locations: self.locations,
+                unencoded_byte_array_data_bytes: None,
+            }),
+        };
+        Ok((Bytes::from(self.sink.into_inner()?), close))
+    }
+}
+
 /// Encodes string column chunks; holds what one chunk's encoding can hand to the next.
 pub(crate) struct StringChunkWriter {
     /// A zstd context and its level, made once per file.
     compressor: Option<(zstd::bulk::Compressor<'static>, i32)>,
+    /// A zstd context set up for random text ([`RANDOM_TEXT_LEVEL`]), made once per file.
+    random_text: Option<zstd::bulk::Compressor<'static>>,
     /// The page being assembled, uncompressed.
     page: Vec<u8>,
+    /// The values of a PLAIN page being filled ([`StringChunkWriter::write_plain`]).
+    values: Vec<u8>,
 }
 
 impl StringChunkWriter {
     pub(crate) fn new() -> Self {
         StringChunkWriter {
             compressor: None,
+            random_text: None,
             page: Vec::new(),
+            values: Vec::new(),
         }
     }
 
-    /// Whether `leaf` can be written as column `descr` under `props`: a dictionary-encoded
-    /// column with a codec this module knows, filled with the levels it writes.
+    /// Whether `leaf` can be written as column `descr` under `props`: a column with a codec
+    /// this module knows, filled with the levels it writes; dictionary-encoded, or a flat
+    /// column without a dictionary ([`StringChunkWriter::write_plain`]).
     pub(crate) fn handles(
         leaf: &StringLeaf<'_>,
         descr: &ColumnDescPtr,
         props: &WriterProperties,
     ) -> bool {
-        Self::writes_leaf(descr.path(), props) && leaf.fits(descr)
+        Self::writes_leaf(descr.path(), props)
+            && leaf.fits(descr)
+            && (props.dictionary_enabled(descr.path()) || matches!(leaf.parts, Parts::Flat(_)))
     }
 
     /// Whether a string leaf at `path` is one this module writes under `props` (when its
-    /// levels fit): dictionary-encoded, with a codec it knows.
+    /// levels fit and, without a dictionary, when it is flat): one with a codec it knows.
     pub(crate) fn writes_leaf(path: &ColumnPath, props: &WriterProperties) -> bool {
-        props.dictionary_enabled(path)
-            && matches!(
-                props.compression(path),
-                Compression::ZSTD(_) | Compression::UNCOMPRESSED
-            )
+        matches!(
+            props.compression(path),
+            Compression::ZSTD(_) | Compression::UNCOMPRESSED
+        )
     }
 
     /// Encodes `leaf` as the column chunk `descr`: its bytes, starting with the first page,
@@ -808,6 +897,9 @@ impl StringChunkWriter {
         descr: &ColumnDescPtr,
         props: &WriterProperties,
     ) -> Result<(Bytes, ColumnCloseResult)> {
+        if !props.dictionary_enabled(descr.path()) {
+            return self.write_plain(leaf, descr, props);
+        }
         let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
         let limit = props.dictionary_page_size_limit();
         let interned = intern(&leaf, max_def, limit);
@@ -816,12 +908,9 @@ impl StringChunkWriter {
         let use_dictionary = dictionary.page_bytes <= limit;
         let codec = props.compression(descr.path());
 
-        let mut sink = TrackedWrite::new(Vec::new());
-        let mut writer = SerializedPageWriter::new(&mut sink);
+        let mut pages = ChunkPages::new();
         let mut encodings = vec![Encoding::RLE];
         let mut encoding_stats = Vec::new();
-        let (mut compressed, mut uncompressed) = (0i64, 0i64);
-        let mut dictionary_page_offset = None;
 
         if use_dictionary {
             self.page.clear();
@@ -836,10 +925,7 @@ impl StringChunkWriter {
                 encoding: Encoding::PLAIN,
                 is_sorted: false,
             };
-            let spec = writer.write_page(CompressedPage::new(page, self.page.len()))?;
-            dictionary_page_offset = Some(spec.offset as i64);
-            compressed += spec.compressed_size as i64;
-            uncompressed += spec.uncompressed_size as i64;
+            pages.write(page, self.page.len(), None)?;
             encodings.push(Encoding::PLAIN);
             encoding_stats.push(PageEncodingStats {
                 page_type: PageType::DICTIONARY_PAGE,
@@ -854,8 +940,6 @@ impl StringChunkWriter {
         encodings.push(value_encoding);
         let id_width = bit_width(dictionary.values.len().saturating_sub(1) as u32).max(1);
 
-        let mut locations = Vec::new();
-        let mut data_page_offset = None;
         let (row_limit, byte_limit) = (
             props.data_page_row_count_limit().max(1),
             props.data_page_size_limit().max(1),
@@ -898,22 +982,13 @@ impl StringChunkWriter {
                 rep_level_encoding: Encoding::RLE,
                 statistics: None,
             };
-            let spec = writer.write_page(CompressedPage::new(page, self.page.len()))?;
-            data_page_offset.get_or_insert(spec.offset as i64);
-            compressed += spec.compressed_size as i64;
-            uncompressed += spec.uncompressed_size as i64;
-            locations.push(PageLocation {
-                offset: spec.offset as i64,
-                compressed_page_size: spec.compressed_size as i32,
-                first_row_index: first_row as i64,
-            });
+            pages.write(page, self.page.len(), Some(first_row))?;
             (row, level, value) = (end, level_end, value_end);
         }
-        writer.close()?;
         encoding_stats.push(PageEncodingStats {
             page_type: PageType::DATA_PAGE,
             encoding: value_encoding,
-            count: locations.len() as i32,
+            count: pages.locations.len() as i32,
         });
 
         let num_values = match (max_rep, max_def) {
@@ -924,11 +999,7 @@ impl StringChunkWriter {
             .set_compression(codec)
             .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
             .set_page_encoding_stats(encoding_stats)
-            .set_total_compressed_size(compressed)
-            .set_total_uncompressed_size(uncompressed)
-            .set_num_values(num_values as i64)
-            .set_data_page_offset(data_page_offset.unwrap_or(0))
-            .set_dictionary_page_offset(dictionary_page_offset);
+            .set_num_values(num_values as i64);
         if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
             builder = builder.set_statistics(statistics(
                 &dictionary.values,
@@ -951,18 +1022,151 @@ impl StringChunkWriter {
             }
             None => None,
         };
-        let close = ColumnCloseResult {
-            bytes_written: compressed as u64,
-            rows_written: interned.row_ends.len() as u64,
-            metadata: builder.build()?,
-            bloom_filter,
-            column_index: None,
-            offset_index: Some(OffsetIndexMetaData {
-                page_locations: locations,
-                unencoded_byte_array_data_bytes: None,
-            }),
+        pages.finish(builder, interned.row_ends.len(), bloom_filter)
+    }
+
+    /// Encodes the flat `leaf` of a column without a dictionary (the layouts' random ids,
+    /// `parquet_files::Layout::plain`) as the chunk `descr`: v1 data pages of RLE levels
+    /// and PLAIN values, filled straight from the runs (there is nothing to intern), of at
+    /// most the writer's page row and byte limits, compressed as random text
+    /// ([`RANDOM_TEXT_LEVEL`]) when the codec is zstd; statistics from a running min and
+    /// max; a bloom filter if the properties ask for one; an offset index.
+    fn write_plain(
+        &mut self,
+        leaf: StringLeaf<'_>,
+        descr: &ColumnDescPtr,
+        props: &WriterProperties,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let Parts::Flat(arrays) = &leaf.parts else {
+            return Err(ParquetError::General(format!(
+                "{}: only flat string columns are written without a dictionary here",
+                descr.path()
+            ))
+            .into());
         };
-        Ok((Bytes::from(sink.into_inner()?), close))
+        let max_def = descr.max_def_level();
+        let codec = props.compression(descr.path());
+        let (row_limit, byte_limit) = (
+            props.data_page_row_count_limit().max(1),
+            props.data_page_size_limit().max(1),
+        );
+        let mut bloom_filter = match props.bloom_filter_properties(descr.path()) {
+            Some(bloom) => Some(Sbbf::new_with_ndv_fpp(
+                leaf.len().max(1) as u64,
+                bloom.fpp(),
+            )?),
+            None => None,
+        };
+        let mut pages = ChunkPages::new();
+        let mut bounds: Option<(&[u8], &[u8])> = None;
+        let (mut nulls, mut rows, mut first_row) = (0u64, 0usize, 0usize);
+        // The page's definition levels (none when the column has none).
+        let mut def: Vec<u8> = Vec::new();
+        self.values.clear();
+        let parts = flat_parts(arrays);
+        let mut emit = |this: &mut Self, def: &mut Vec<u8>, first_row: usize, rows: usize| {
+            this.page.clear();
+            if max_def > 0 {
+                levels(def, max_def, &mut this.page);
+            }
+            this.page.extend_from_slice(&this.values);
+            let buf = match codec {
+                Compression::ZSTD(_) => this.compress_random_text()?,
+                _ => this.compress(codec)?,
+            };
+            let page = Page::DataPage {
+                buf,
+                num_values: (rows - first_row) as u32,
+                encoding: Encoding::PLAIN,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            };
+            pages.write(page, this.page.len(), Some(first_row))?;
+            def.clear();
+            this.values.clear();
+            Ok::<_, crate::error::Error>(())
+        };
+        for (r, run) in leaf.runs.iter().enumerate() {
+            // As `intern` does: a run's offsets, then its first value's bytes, runs ahead.
+            if let Some(a) = leaf.runs.get(r + 2 * AHEAD) {
+                prefetch(parts[a.batch].1, a.start);
+            }
+            if let Some(b) = leaf.runs.get(r + AHEAD) {
+                let (data, offsets, _) = parts[b.batch];
+                prefetch(data, offsets[b.start] as usize);
+            }
+            let (data, offsets, run_nulls) = parts[run.batch];
+            for i in run.start..run.start + run.len {
+                if run_nulls.is_some_and(|n| n.is_null(i)) {
+                    def.push(0);
+                    nulls += 1;
+                } else {
+                    let value = &data[offsets[i] as usize..offsets[i + 1] as usize];
+                    if max_def > 0 {
+                        def.push(1);
+                    }
+                    self.values
+                        .extend_from_slice(&(value.len() as u32).to_le_bytes());
+                    self.values.extend_from_slice(value);
+                    bounds = Some(match bounds {
+                        None => (value, value),
+                        Some((min, max)) => (
+                            if less(value, min) { value } else { min },
+                            if less(max, value) { value } else { max },
+                        ),
+                    });
+                    if let Some(filter) = &mut bloom_filter {
+                        filter.insert(value);
+                    }
+                }
+                rows += 1;
+                if rows - first_row == row_limit || self.values.len() >= byte_limit {
+                    emit(self, &mut def, first_row, rows)?;
+                    first_row = rows;
+                }
+            }
+        }
+        if rows > first_row || rows == 0 {
+            emit(self, &mut def, first_row, rows)?;
+        }
+        let mut builder = ColumnChunkMetaData::builder(descr.clone())
+            .set_compression(codec)
+            .set_encodings_mask(EncodingMask::new_from_encodings(
+                [Encoding::RLE, Encoding::PLAIN].iter(),
+            ))
+            .set_page_encoding_stats(vec![PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding: Encoding::PLAIN,
+                count: pages.locations.len() as i32,
+            }])
+            .set_num_values(rows as i64);
+        if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
+            let bounds: Vec<&[u8]> = bounds.map_or(vec![], |(min, max)| vec![min, max]);
+            builder = builder.set_statistics(statistics(
+                &bounds,
+                nulls,
+                props.statistics_truncate_length(),
+            ));
+        }
+        pages.finish(builder, rows, bloom_filter)
+    }
+
+    /// `self.page` compressed with zstd set up for random text ([`RANDOM_TEXT_LEVEL`]).
+    fn compress_random_text(&mut self) -> Result<Bytes> {
+        let compressor = match &mut self.random_text {
+            Some(c) => c,
+            slot => {
+                let mut c = zstd::bulk::Compressor::new(RANDOM_TEXT_LEVEL)?;
+                c.set_parameter(zstd::zstd_safe::CParameter::LiteralCompressionMode(
+                    zstd::zstd_safe::ParamSwitch::Enable,
+                ))?;
+                slot.insert(c)
+            }
+        };
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
+        compressor.compress_to_buffer(&self.page, &mut out)?;
+        Ok(Bytes::from(out))
     }
 
     /// `self.page` compressed with `codec`.
@@ -993,11 +1197,31 @@ impl StringChunkWriter {
     }
 }
 
+/// The zstd level of the pages of columns written without a dictionary: the layouts'
+/// random ids, the hex of random bytes, in which zstd's match search finds nothing but
+/// the 4-byte length before each value, and which its entropy coder packs to about 4
+/// bits a character at any level. A negative level searches for matches at a fraction of
+/// the positions; it would also leave literals uncompressed, which the context is told
+/// not to (`LiteralCompressionMode`). On 131,072 PLAIN span ids, level 1 (the level of
+/// these columns before) wrote 8.89 bytes an id at 516 MB/s, level -3 with literals
+/// compressed 8.54 at 724 MB/s; -2 and -4 wrote 9.1-9.8 bytes, and level 1 is the
+/// fastest positive level (benches/README.md, flush).
+pub(crate) const RANDOM_TEXT_LEVEL: i32 = -3;
+
+/// Whether `a` sorts before `b` as bytes: their first 8 bytes compared as one integer
+/// (which decides it for random ids), the rest only when those are equal.
+fn less(a: &[u8], b: &[u8]) -> bool {
+    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        (Some(x), Some(y)) if x != y => u64::from_be_bytes(*x) < u64::from_be_bytes(*y),
+        _ => a < b,
+    }
+}
+
 /// The codec of a chunk's dictionary page: the chunk's, at zstd level 1 at most (a v1
 /// page must use the chunk's codec, but its level is free). A dictionary page holds each
 /// value once, so zstd's match search finds little but common prefixes and its entropy
-/// coder does the rest at any level, as for the random ids of
-/// `ParquetOptions::id_zstd_level`. On the flush bench with the lake's level 2, level 1
+/// coder does the rest at any level, as for random ids ([`RANDOM_TEXT_LEVEL`]). On the
+/// flush bench with the lake's level 2, level 1
 /// writes smaller pages with fewer instructions: real4 28.2 -> 28.1 B/span, live4 28.6 ->
 /// 28.5, rand4 55.8 -> 55.5, live4 and rand4 about 3M instructions fewer. (Data pages at
 /// level 1 too would save another 1.5M on real4 but write 0.3 B/span more.)
@@ -1331,25 +1555,90 @@ mod tests {
         concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
+    /// Reads `file` through its offset index, skipping into the middle of row groups of
+    /// 40,000 rows: the rows of `batch` from `first` (`len` of them) and from `first +
+    /// 70,000` to the end.
+    fn assert_pages_found(file: &[u8], batch: &RecordBatch, first: usize, len: usize) {
+        let second = first + 70_000;
+        let rest = batch.num_rows() - second;
+        let selection = RowSelection::from(vec![
+            RowSelector::skip(first),
+            RowSelector::select(len),
+            RowSelector::skip(second - first - len),
+            RowSelector::select(rest),
+        ]);
+        let expected = concat_batches(
+            &batch.schema(),
+            &[batch.slice(first, len), batch.slice(second, rest)],
+        )
+        .unwrap();
+        assert_eq!(read(file, Some(selection)), expected);
+    }
+
+    /// Chunk `name`'s statistics are arrow-rs's `t`; for `longs`, whose values pass the
+    /// 64-byte statistics limit, the max is cut too and stays above every value of
+    /// `longs` (the two writers round the cut up differently).
+    fn assert_statistics(name: &str, s: &Statistics, t: &Statistics, longs: &[&str]) {
+        assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
+        assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
+        assert_eq!(s.min_is_exact(), t.min_is_exact(), "{name}");
+        if name == "longs" {
+            let max = longs.iter().max().unwrap().as_bytes();
+            assert!(!s.max_is_exact());
+            assert!(s.max_bytes_opt().unwrap() > max && s.max_bytes_opt().unwrap().len() <= 64);
+        } else {
+            assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
+            assert_eq!(s.max_is_exact(), t.max_is_exact(), "{name}");
+        }
+    }
+
+    /// Each column chunk of `meta` with the one at the same place in `reference`: (row
+    /// group, column, ours, arrow-rs's).
+    fn chunk_pairs<'m>(
+        meta: &'m ParquetMetaData,
+        reference: &'m ParquetMetaData,
+    ) -> impl Iterator<
+        Item = (
+            usize,
+            usize,
+            &'m ColumnChunkMetaData,
+            &'m ColumnChunkMetaData,
+        ),
+    > {
+        meta.row_groups()
+            .iter()
+            .zip(reference.row_groups())
+            .enumerate()
+            .flat_map(|(rg, (mine, arrows))| {
+                (mine.columns().iter().zip(arrows.columns()))
+                    .enumerate()
+                    .map(move |(c, (chunk, arrow))| (rg, c, chunk, arrow))
+            })
+    }
+
+    /// Every one of `values` is in the bloom filter of column `c` of row group `rg`.
+    fn assert_in_bloom_filter<R: FileReader>(reader: &R, rg: usize, c: usize, values: &[&str]) {
+        let row_group = reader.get_row_group(rg).unwrap();
+        let filter = row_group.get_column_bloom_filter(c).unwrap();
+        assert!(
+            values.iter().all(|v| filter.check(v)),
+            "column {c}, row group {rg}: a value missing from the bloom filter"
+        );
+    }
+
     #[test]
     fn string_chunks_read_back_exactly_and_match_arrow_rs_metadata() {
         let batch = batch();
         let (ours, meta, reference) = ours_and_arrow_rs(&batch, props);
 
         assert_eq!(read(&ours, None), batch);
-        // Pages found through the offset index: skip into the middle of row groups.
-        let selection = RowSelection::from(vec![
-            RowSelector::skip(12_345),
-            RowSelector::select(30_000),
-            RowSelector::skip(40_000),
-            RowSelector::select(17_655),
-        ]);
-        let expected = concat_batches(
-            &batch.schema(),
-            &[batch.slice(12_345, 30_000), batch.slice(82_345, 17_655)],
-        )
-        .unwrap();
-        assert_eq!(read(&ours, Some(selection)), expected);
+        assert_pages_found(&ours, &batch, 12_345, 30_000);
+        let longs: Vec<&str> = batch
+            .column(2)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
 
         assert_eq!(meta.num_row_groups(), 3);
         for (rg, (mine, arrows)) in meta
@@ -1371,23 +1660,12 @@ mod tests {
                         "{name}: a dictionary exactly where arrow-rs writes one"
                     );
                 }
-                let (s, t) = (c.statistics().unwrap(), a.statistics().unwrap());
-                assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
-                assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
-                assert_eq!(s.min_is_exact(), t.min_is_exact(), "{name}");
-                if name == "longs" {
-                    // Both cut at 64 bytes and stay above every value; the bounds differ
-                    // only in how the cut is rounded up.
-                    assert!(!s.max_is_exact());
-                    let column = batch.column(2).as_string::<i32>();
-                    let max = column.iter().flatten().max().unwrap().as_bytes();
-                    assert!(
-                        s.max_bytes_opt().unwrap() > max && s.max_bytes_opt().unwrap().len() <= 64
-                    );
-                } else {
-                    assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
-                    assert_eq!(s.max_is_exact(), t.max_is_exact(), "{name}");
-                }
+                assert_statistics(
+                    &name,
+                    c.statistics().unwrap(),
+                    a.statistics().unwrap(),
+                    &longs,
+                );
             }
         }
         let big = &meta.row_group(0).columns()[3];
@@ -1424,39 +1702,27 @@ mod tests {
 
         let reader = reader_with_bloom_filters(Bytes::from(ours));
         let mut plain = Vec::new();
-        for (rg, (mine, arrows)) in meta
-            .row_groups()
-            .iter()
-            .zip(reference.row_groups())
-            .enumerate()
-        {
-            let rows = batch.slice(rg * 40_000, mine.num_rows() as usize);
-            for (c, (chunk, arrow)) in mine.columns().iter().zip(arrows.columns()).enumerate() {
-                let name = chunk.column_path().string();
-                if chunk.dictionary_page_offset().is_none() {
-                    plain.push(name.clone());
-                }
-                let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
-                assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
-                assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
-                if name != "longs" {
-                    assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
-                }
-                let filter = reader.get_row_group(rg).unwrap();
-                let filter = filter.get_column_bloom_filter(c).unwrap();
-                let values: Vec<&str> = match c {
-                    0..=4 => rows.column(c).as_string::<i32>().iter().flatten().collect(),
-                    _ => {
-                        let map = rows.column(5).as_map();
-                        let leaf = [map.keys(), map.values()][c - 5].as_string::<i32>();
-                        leaf.iter().flatten().collect()
-                    }
-                };
-                assert!(
-                    values.iter().all(|v| filter.check(v)),
-                    "{name}: a value missing from the bloom filter"
-                );
+        for (rg, c, chunk, arrow) in chunk_pairs(&meta, &reference) {
+            let rows = batch.slice(rg * 40_000, meta.row_group(rg).num_rows() as usize);
+            let name = chunk.column_path().string();
+            if chunk.dictionary_page_offset().is_none() {
+                plain.push(name.clone());
             }
+            let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
+            assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
+            assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
+            if name != "longs" {
+                assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
+            }
+            let values: Vec<&str> = match c {
+                0..=4 => rows.column(c).as_string::<i32>().iter().flatten().collect(),
+                _ => {
+                    let map = rows.column(5).as_map();
+                    let leaf = [map.keys(), map.values()][c - 5].as_string::<i32>();
+                    leaf.iter().flatten().collect()
+                }
+            };
+            assert_in_bloom_filter(&reader, rg, c, &values);
         }
         // Every chunk but those of a few short values (the map's keys) or none passed the
         // limit: 40 services, 5 long values and 60 map values at 300 bytes, the others
@@ -1465,6 +1731,87 @@ mod tests {
             plain,
             ["runs", "wide", "longs", "big", "map.entries.values"].repeat(3)
         );
+    }
+
+    /// Flat columns without a dictionary (`write_plain`): PLAIN pages filled straight from
+    /// the rows read back exactly, also through the offset index; pages are cut by the row
+    /// and byte limits; the statistics are arrow-rs's (cut the same way for long values);
+    /// a bloom filter holds every value; and random hex, compressed as random text,
+    /// takes under 9 bytes a 16-character id (20 uncompressed with its length; 16.3 at
+    /// level -3 were the literals left uncompressed).
+    #[test]
+    fn columns_without_a_dictionary_are_plain_pages_read_back_exactly() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let ids: StringArray = (0..ROWS)
+            .map(|i| (i % 11 != 0).then(|| format!("{:016x}", rng.next_u64())))
+            .collect();
+        let base = batch();
+        let mut columns: Vec<ArrayRef> = base.columns().to_vec();
+        columns.push(Arc::new(ids));
+        let mut fields: Vec<Field> = base
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("ids", DataType::Utf8, true));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let props = || {
+            props()
+                .into_builder()
+                .set_dictionary_enabled(false)
+                .set_bloom_filter_enabled(true)
+                .build()
+        };
+        let (ours, meta, reference) = ours_and_arrow_rs(&batch, props);
+        assert_eq!(read(&ours, None), batch);
+        assert_pages_found(&ours, &batch, 9_999, 20_001);
+
+        let reader = reader_with_bloom_filters(Bytes::from(ours));
+        let offsets = meta.offset_index().unwrap();
+        for (rg, c, chunk, arrow) in chunk_pairs(&meta, &reference) {
+            let rows_in_group = meta.row_group(rg).num_rows();
+            let rows = batch.slice(rg * 40_000, rows_in_group as usize);
+            let name = chunk.column_path().string();
+            if name.starts_with("map") {
+                continue;
+            }
+            let column = if c < 5 { c } else { c - 1 };
+            assert!(chunk.dictionary_page_offset().is_none(), "{name}");
+            assert_eq!(chunk.num_values(), arrow.num_values(), "{name}");
+            let encodings: Vec<Encoding> = chunk.encodings().collect();
+            assert_eq!(encodings, [Encoding::PLAIN, Encoding::RLE], "{name}");
+            let values: Vec<&str> = rows
+                .column(column)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .collect();
+            let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
+            assert_statistics(&name, s, t, &values);
+            assert_in_bloom_filter(&reader, rg, c, &values);
+            // Pages of at most 7,000 rows, cut sooner by 64 KiB of values.
+            let pages = &offsets[rg][c].page_locations;
+            let starts: Vec<i64> = pages.iter().map(|p| p.first_row_index).collect();
+            let mut ends = starts[1..].to_vec();
+            ends.push(rows_in_group);
+            assert!(
+                starts
+                    .iter()
+                    .zip(&ends)
+                    .all(|(s, e)| e - s <= 7_000 && e > s),
+                "{name}: {starts:?}"
+            );
+            if name == "longs" {
+                // 79 bytes a value with its length: 64 KiB is 830 rows.
+                let expected = (rows_in_group as usize).div_ceil(830);
+                assert_eq!(pages.len(), expected, "{name}: {starts:?}");
+            }
+            if name == "ids" {
+                let per_id = chunk.compressed_size() as f64 / values.len() as f64;
+                assert!(per_id < 9.0, "{per_id:.2} bytes an id");
+            }
+        }
     }
 
     /// Dictionary pages at zstd level 1 and data pages at the chunk's level, one context
