@@ -11,11 +11,12 @@ A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
 `--flush-every` requests and at the end: by default every 16, as a serving writer under full
 load flushes, when a quarter of its 512 MiB budget is buffered (17 realistic requests:
 ~7.8 MB of buffered rows each), writing them as 32 MiB files (about 4 requests a file) and
-committing once per table. The timed run follows an untimed warm-up run of
-the same requests into another lake, thrown away: a serving writer runs for days, and the
-first run in a process also pays for the first touch of the memory its buffers will reuse
-(page faults, ~10% of that run's CPU), for loading code and for starting delta-rs's
-runtime. It prints:
+committing once per table. The timed run follows ``--warmups`` (6) untimed runs of the
+same requests into other lakes, thrown away: a serving writer runs for days, and the first
+runs in a process also pay for the first touch of the memory its buffers will reuse (page
+faults: ~10% of the first run's CPU, and the allocator needs several flush cycles before
+its free memory covers every size a cycle asks for; see ``WARMUPS``), for loading code and
+for starting delta-rs's runtime. It prints:
 
 * spans/s, counted from the first ingest to the last commit, wall clock and CPU time;
 * bytes per span on disk: the data files of the committed snapshot, before and after a
@@ -27,6 +28,7 @@ runtime. It prints:
   baseline the core's compaction replaced), each on a copy of the same table: a serving
   writer pays for a compaction too, later, for every span at least once;
 * spans/s of CPU with that compaction counted in, what one core sustains;
+* the MB of memory the timed run touched for the first time (minor page faults);
 * the process's peak RSS.
 
 A second table runs the writer as ``aftershock serve`` does: its background thread flushes
@@ -73,6 +75,14 @@ TARGET_SPANS_PER_S = 1_000_000
 #: hundred rows in all.
 LIVE_WINDOW_S = 10
 TARGET_BYTES_PER_SPAN = 30.0
+#: Untimed runs of each kind before the timed one. A writer that has run a while reuses the
+#: memory its earlier requests and flushes freed; a new process first touches it (the
+#: kernel zeroes each page), and the allocator's free memory covers the sizes a flush
+#: cycle asks for only after several cycles: 16 realistic requests and a flush touched
+#: 129 MB of new memory in a process's first run, 55 in its second, then 43, 33, 20, 12, 7
+#: and 6, while their CPU fell from 0.71M spans/s to 0.83M in the second run and 0.92-0.98M
+#: from the sixth on (benches/README.md, lake). The timed run prints what it touched anew.
+WARMUPS = 6
 
 
 def data_bytes(table: Path) -> int:
@@ -80,30 +90,35 @@ def data_bytes(table: Path) -> int:
     return sum(os.path.getsize(u) for u in DeltaTable(str(table)).file_uris())
 
 
-def ingest(data: Path, payloads: list[bytes], flush_every: int) -> tuple[float, float]:
-    """Ingests ``payloads`` into a fresh lake at ``data``; returns wall and CPU seconds."""
+def ingest(data: Path, payloads: list[bytes], flush_every: int) -> tuple[float, float, float]:
+    """Ingests ``payloads`` into a fresh lake at ``data``; returns wall and CPU seconds and
+    the MB of memory the process touched for the first time meanwhile (minor page faults)."""
     writer = LakeWriter(data, background=False)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
     for i, payload in enumerate(payloads):
         writer.ingest_traces(payload)
         if (i + 1) % flush_every == 0:
             writer.flush()
     writer.close()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return wall, cpu, faults * resource.getpagesize() / 1e6
 
 
-def run(payloads: list[bytes], spans: int, flush_every: int) -> dict[str, float]:
-    """Ingests ``payloads`` into a fresh lake, after a warm-up run into another one that
-    is thrown away; returns the measurements."""
+def run(payloads: list[bytes], spans: int, flush_every: int, warmups: int) -> dict[str, float]:
+    """Ingests ``payloads`` into a fresh lake, after ``warmups`` runs into others that are
+    thrown away; returns the measurements."""
     requests = len(payloads)
-    warm = Path(tempfile.mkdtemp(prefix="bench-lake-warm-"))
-    try:
-        ingest(warm, payloads, flush_every)
-    finally:
-        shutil.rmtree(warm, ignore_errors=True)
+    for _ in range(warmups):
+        warm = Path(tempfile.mkdtemp(prefix="bench-lake-warm-"))
+        try:
+            ingest(warm, payloads, flush_every)
+        finally:
+            shutil.rmtree(warm, ignore_errors=True)
     data = Path(tempfile.mkdtemp(prefix="bench-lake-"))
     try:
-        wall, cpu = ingest(data, payloads, flush_every)
+        wall, cpu, faulted = ingest(data, payloads, flush_every)
         total = spans * requests
         before = data_bytes(data / "spans")
         shutil.copytree(data / "spans", data / "spans-baseline")
@@ -132,6 +147,7 @@ def run(payloads: list[bytes], spans: int, flush_every: int) -> dict[str, float]
             "delta-rs us/span": 1e6 * baseline_cpu / total,
             "sustained": total / (cpu + compact_cpu),
             "rollups B": data_bytes(data / "rollups"),
+            "faulted MB": faulted,
         }
     finally:
         shutil.rmtree(data, ignore_errors=True)
@@ -186,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         default=16,
         help="requests per flush (16: as a serving writer under full load; 4: the earlier runs)",
     )
+    parser.add_argument(
+        "--warmups",
+        type=int,
+        default=WARMUPS,
+        help="untimed runs of each kind before its timed one (1: the runs before 2026-11-30 16:00)",
+    )
     parser.add_argument("--threads", type=int, default=4, help="ingest threads, served run")
     parser.add_argument("--rounds", type=int, default=12, help="sends of each request, served run")
     parser.add_argument("--quick", action="store_true", help="4 requests per payload kind")
@@ -213,12 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'payload':32} {'B/req':>9} {'spans/s':>11} {'spans/s CPU':>12} "
         f"{'B/span':>7} {'compacted':>10} {'compact CPU':>12} {'+compaction':>12}"
         f"  | all merged: {'B/span':>7} {'CPU':>9}  | delta-rs: {'B/span':>7} {'CPU':>9}"
+        f"  | {'faulted':>8}"
     )
     print(header)
     print("-" * len(header))
     results = {}
     for name, payloads in kinds:
-        r = run(payloads, 8192, args.flush_every)
+        r = run(payloads, 8192, args.flush_every, args.warmups)
         results[name] = r
         print(
             f"{name:32} {len(payloads[0]):>9,} {r['spans/s']:>11,.0f} {r['spans/s cpu']:>12,.0f} "
@@ -226,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {r['compact us/span']:>9.2f} us {r['sustained']:>12,.0f}"
             f"  |             {r['B/span merged']:>7.1f} {r['merged us/span']:>6.2f} us"
             f"  |           {r['B/span delta-rs']:>7.1f} {r['delta-rs us/span']:>6.2f} us"
+            f"  | {r['faulted MB']:>5.0f} MB"
         )
     realistic_payloads = kinds[1][1]
     rounds = 2 if args.quick else args.rounds
