@@ -628,11 +628,13 @@ fn in_order(keys: &[ArrayRef]) -> Result<bool> {
 /// an exact rank per row (0 for null; a string's rank among the column's distinct
 /// strings, an integer's distance from the column's minimum, plus one).
 ///
-/// When the ranks of all keys but the last pack into 32 bits (the layouts' leading keys
-/// are days, services and some thousand traces, or minutes and versions), rows are
-/// grouped by them with a radix sort, and only each group (a trace's few spans) is
-/// sorted by the last key. Otherwise the ranks of a row are packed into one `u128` when
-/// they fit, so the sort compares single integers.
+/// When the ranks of all keys pack into 32 bits (a flush's days, services and traces: a
+/// few bits, a few more and 13-18), one least-significant-digit radix sort orders the rows
+/// in two or three passes over them; it is stable, so rows of equal keys keep their input
+/// order, as below. When those of all keys but the last do (minutes and versions, or a
+/// last key of nanosecond times), rows are grouped by them with a radix sort, and only
+/// each group is sorted by the last key. Otherwise the ranks of a row are packed into one
+/// `u128` when they fit, so the sort compares single integers.
 fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
     let rows = keys.first().map_or(0, |k| k.len());
     let ranks = keys.iter().map(ranks).collect::<Result<Vec<_>>>()?;
@@ -648,7 +650,11 @@ fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
             .fold(0u128, |key, (r, &b)| (key << b) | r[row])
     };
     let leading_bits: u32 = bits.iter().rev().skip(1).sum();
-    let order: Vec<u32> = if keys.len() >= 2 && leading_bits <= 32 {
+    let all_bits: u32 = bits.iter().sum();
+    let order: Vec<u32> = if all_bits <= 32 {
+        let packed: Vec<u32> = (0..rows).map(|row| pack(&ranks, row) as u32).collect();
+        radix_order(&packed, all_bits)
+    } else if keys.len() >= 2 && leading_bits <= 32 {
         let (leading, last) = ranks.split_at(ranks.len() - 1);
         let last = &last[0];
         let groups: Vec<u32> = (0..rows).map(|row| pack(leading, row) as u32).collect();
@@ -2366,15 +2372,17 @@ pub(crate) mod tests {
         // With the extremes of i64 the ranks need more than 128 bits (the comparator
         // path); clamped to 2^45 they pack into one u128 beside the row (97-128 bits), to
         // 1000 into one u128 with the row in its low 32 bits. With days 0-3 instead of the
-        // extremes of i32, and ints clamped to 1000, the keys before the last fit 32 bits
-        // (rows grouped by a radix sort, groups sorted by the last key), with a timestamp
-        // or (the first three keys only) a string last.
+        // extremes of i32: ints clamped to 1000, all keys fit 32 bits (one radix sort),
+        // with a timestamp or (the first three keys only) a string last; clamped to 2^20,
+        // the keys before the last do (rows grouped by a radix sort, groups sorted by the
+        // last key).
         for (clamp, small_days, key_count) in [
             (i64::MAX, false, 5),
             (1 << 45, false, 5),
             (1000, false, 5),
             (1000, true, 5),
             (1000, true, 3),
+            (1 << 20, true, 5),
             (1 << 45, true, 5),
         ] {
             let ints: Vec<Option<i64>> = int_col
@@ -2409,7 +2417,19 @@ pub(crate) mod tests {
                 None,
             )
             .unwrap();
-            assert_eq!(sorted(&sort_order(&keys).unwrap()), sorted(&want));
+            let order = sort_order(&keys).unwrap();
+            assert_eq!(sorted(&order), sorted(&want));
+            // Stable: rows whose keys are all equal keep their input order.
+            let comparators: Vec<_> = keys
+                .iter()
+                .map(|k| make_comparator(k.as_ref(), k.as_ref(), SortOptions::default()).unwrap())
+                .collect();
+            for pair in order.values().windows(2) {
+                let (a, b) = (pair[0] as usize, pair[1] as usize);
+                if comparators.iter().all(|c| c(a, b).is_eq()) {
+                    assert!(a < b, "rows {a} and {b}: equal keys out of input order");
+                }
+            }
             // Rows found in order already are those `sort_order` leaves as they are.
             assert!(!in_order(&keys).unwrap());
             let in_place = sorted(&want);
