@@ -915,9 +915,7 @@ impl StringChunkWriter {
         if use_dictionary {
             self.page.clear();
             for value in &dictionary.values {
-                self.page
-                    .extend_from_slice(&(value.len() as u32).to_le_bytes());
-                self.page.extend_from_slice(value);
+                push_plain(&mut self.page, value);
             }
             let page = Page::DictionaryPage {
                 buf: self.compress(dictionary_codec(codec))?,
@@ -940,10 +938,7 @@ impl StringChunkWriter {
         encodings.push(value_encoding);
         let id_width = bit_width(dictionary.values.len().saturating_sub(1) as u32).max(1);
 
-        let (row_limit, byte_limit) = (
-            props.data_page_row_count_limit().max(1),
-            props.data_page_size_limit().max(1),
-        );
+        let (row_limit, byte_limit) = page_limits(props);
         let id_bytes = use_dictionary.then(|| usize::from(id_width).div_ceil(8));
         let (mut row, mut level, mut value) = (0usize, 0usize, 0usize);
         while row < interned.row_ends.len() {
@@ -965,9 +960,7 @@ impl StringChunkWriter {
                 rle_hybrid(ids, id_width, &mut self.page);
             } else {
                 for &id in ids {
-                    let v = dictionary.values[id as usize];
-                    self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    self.page.extend_from_slice(v);
+                    push_plain(&mut self.page, dictionary.values[id as usize]);
                 }
             }
             let num_values = match (max_rep, max_def) {
@@ -1046,10 +1039,7 @@ impl StringChunkWriter {
         };
         let max_def = descr.max_def_level();
         let codec = props.compression(descr.path());
-        let (row_limit, byte_limit) = (
-            props.data_page_row_count_limit().max(1),
-            props.data_page_size_limit().max(1),
-        );
+        let (row_limit, byte_limit) = page_limits(props);
         let mut bloom_filter = match props.bloom_filter_properties(descr.path()) {
             Some(bloom) => Some(Sbbf::new_with_ndv_fpp(
                 leaf.len().max(1) as u64,
@@ -1106,9 +1096,7 @@ impl StringChunkWriter {
                     if max_def > 0 {
                         def.push(1);
                     }
-                    self.values
-                        .extend_from_slice(&(value.len() as u32).to_le_bytes());
-                    self.values.extend_from_slice(value);
+                    push_plain(&mut self.values, value);
                     bounds = Some(match bounds {
                         None => (value, value),
                         Some((min, max)) => (
@@ -1164,9 +1152,7 @@ impl StringChunkWriter {
                 slot.insert(c)
             }
         };
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
-        compressor.compress_to_buffer(&self.page, &mut out)?;
-        Ok(Bytes::from(out))
+        zstd_page(compressor, &self.page)
     }
 
     /// `self.page` compressed with `codec`.
@@ -1185,9 +1171,7 @@ impl StringChunkWriter {
                     }
                     slot => &mut slot.insert((zstd::bulk::Compressor::new(level)?, level)).0,
                 };
-                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
-                compressor.compress_to_buffer(&self.page, &mut out)?;
-                Ok(Bytes::from(out))
+                zstd_page(compressor, &self.page)
             }
             Compression::UNCOMPRESSED => Ok(Bytes::copy_from_slice(&self.page)),
             other => {
@@ -1195,6 +1179,27 @@ impl StringChunkWriter {
             }
         }
     }
+}
+
+/// `value` as PLAIN encodes a byte array: its length (4 bytes, little-endian), then its bytes.
+fn push_plain(out: &mut Vec<u8>, value: &[u8]) {
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// The writer's data page limits: (rows, bytes), each at least 1.
+fn page_limits(props: &WriterProperties) -> (usize, usize) {
+    (
+        props.data_page_row_count_limit().max(1),
+        props.data_page_size_limit().max(1),
+    )
+}
+
+/// `page` compressed by `compressor` into a buffer of its own.
+fn zstd_page(compressor: &mut zstd::bulk::Compressor<'static>, page: &[u8]) -> Result<Bytes> {
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(page.len()));
+    compressor.compress_to_buffer(page, &mut out)?;
+    Ok(Bytes::from(out))
 }
 
 /// The zstd level of the pages of columns written without a dictionary: the layouts'
