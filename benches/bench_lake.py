@@ -10,8 +10,8 @@ different seeds beforehand, so that no two compress against each other) through
 A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
 `--flush-every` requests and at the end: by default every 16, as a serving writer under full
 load flushes, when a quarter of its 512 MiB budget is buffered (17 realistic requests:
-~7.8 MB of buffered rows each), writing them as 32 MiB files (about 4 requests a file) and
-committing once per table. The timed run follows ``--warmups`` (6) untimed runs of the
+~7.8 MB of buffered rows each), writing them as one file per day partition and committing
+once per table. The timed run follows ``--warmups`` (6) untimed runs of the
 same requests into other lakes, thrown away: a serving writer runs for days, and the first
 runs in a process also pay for the first touch of the memory its buffers will reuse (page
 faults: ~10% of the first run's CPU, and the allocator needs several flush cycles before

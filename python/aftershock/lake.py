@@ -464,8 +464,8 @@ class LakeWriter:
 
     def _flush_slice(self) -> int | None:
         """Commits the oldest buffered rows, up to a quarter of the budget (written as Parquet
-        32 MiB at a time, committed once per table); returns the rows committed, or None when
-        nothing was pending."""
+        up to 128 MiB of rows at a time, committed once per table); returns the rows committed,
+        or None when nothing was pending."""
         with self._commit_lock:
             start = time.perf_counter()
             pendings = self._raw.flush()

@@ -50,11 +50,16 @@ fn decode_kind(kind: u8, payload: &[u8], opts: &DecodeOptions) -> Result<Decoded
 /// The tables the writer fills, in commit order.
 pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
-/// The most decoded rows one Parquet write takes: about 50K realistic spans (670 B each
-/// in Arrow). Larger writes cost more per span (in the lake benchmark run as `serve`
-/// runs it, 128 MiB gave 0.12M spans/s of CPU and 1.1 GiB RSS, 32 MiB 0.17-0.2M and
-/// 0.95 GiB) and compress no better. A flush larger than this writes several files.
-pub const MAX_WRITE_BYTES: usize = 32 << 20;
+/// The most decoded rows one Parquet write takes: as much as a flush takes by default
+/// (`max_flush_bytes`), ~17 realistic requests (~200K spans). Each write's files pay once
+/// for what does not grow with their rows (a footer, page indexes, dictionaries, an fsync,
+/// a Delta add action), and sorted rows find more of their neighbours in a larger one: in
+/// `benches/bench_lake.py`, writes of 128 MiB instead of 32 took 8% less CPU per span of
+/// the random payload and 3.5% of realistic traces, wrote 54.0 B/span of random spans
+/// instead of 55.2, and left the realistic files nothing to compact; the process's peak
+/// RSS stayed at 1.05 GiB (and `aftershock serve`'s under `bench_receiver.py` at 1.15).
+/// A flush larger than this (a larger `max_flush_bytes`) writes several files.
+pub const MAX_WRITE_BYTES: usize = 128 << 20;
 
 #[derive(Debug, Clone)]
 pub struct LakeOptions {
@@ -72,7 +77,7 @@ pub struct LakeOptions {
     /// flush should be large.
     pub max_flush_bytes: usize,
     /// Most decoded rows one Parquet write takes ([`MAX_WRITE_BYTES`]): writing needs
-    /// memory of its own (sorted copies, encoders) and costs more per span when large.
+    /// memory of its own (sort order, encoders) in proportion.
     pub max_write_bytes: usize,
     pub decode: DecodeOptions,
     pub parquet: ParquetOptions,
