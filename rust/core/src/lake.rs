@@ -51,14 +51,15 @@ fn decode_kind(kind: u8, payload: &[u8], opts: &DecodeOptions) -> Result<Decoded
 pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
 /// The most decoded rows one Parquet write takes: as much as a flush takes by default
-/// (`max_flush_bytes`), ~17 realistic requests (~200K spans). Each write's files pay once
-/// for what does not grow with their rows (a footer, page indexes, dictionaries, an fsync,
-/// a Delta add action), and sorted rows find more of their neighbours in a larger one: in
-/// `benches/bench_lake.py`, writes of 128 MiB instead of 32 took 8% less CPU per span of
-/// the random payload and 3.5% of realistic traces, wrote 54.0 B/span of random spans
-/// instead of 55.2, and left the realistic files nothing to compact; the process's peak
-/// RSS stayed at 1.05 GiB (and `aftershock serve`'s under `bench_receiver.py` at 1.15).
-/// A flush larger than this (a larger `max_flush_bytes`) writes several files.
+/// (`max_flush_bytes`), so that a default flush is one write, a file per day partition
+/// ([`write_chunks`] cuts by the rule the flush takes rows by). Each write's files pay
+/// once for what does not grow with their rows (footer, page indexes, dictionaries, an
+/// fsync, a Delta add action). Against 32 MiB writes, the lake's flush calls took 4-5%
+/// less CPU a span (three runs each, after six warm-ups: realistic traces 715-805 ->
+/// 693-742 ns, the random payload 920-1070 -> 882-963), which `bench_lake.py` does not
+/// resolve from its noise (10 alternated pairs: medians within 1%); random spans take
+/// 53.7 instead of 55.2 B/span, and peak RSS is unchanged (1.05 GiB in `bench_lake.py`,
+/// 1.15 GiB for `aftershock serve` under `bench_receiver.py`).
 pub const MAX_WRITE_BYTES: usize = 128 << 20;
 
 #[derive(Debug, Clone)]
@@ -521,27 +522,28 @@ fn retry_wait_ms(
 /// A batch to write and which of its rows share a resource and a scope, if known.
 type Batch = (RecordBatch, Option<Contexts>);
 
-/// `batches` in order, cut into runs of at most `max_bytes` each (a batch larger than
-/// that alone), so that each Parquet write stays small while one commit covers them all:
-/// each run's batches and their contexts, as [`write_data_files`] takes them.
+/// `batches` in order, cut into runs that each end with the batch that brings them to
+/// `max_bytes` or more (the last run may hold less), the rule [`State::flush_limit`]
+/// takes a flush's batches by: a flush of at most `max_flush_bytes` is one write when
+/// `max_write_bytes` is as large. Each run's batches and their contexts, as
+/// [`write_data_files`] takes them.
 fn write_chunks(
     batches: &[(Batch, usize)],
     max_bytes: usize,
 ) -> Vec<(Vec<RecordBatch>, Vec<Option<Contexts>>)> {
     let mut chunks: Vec<(Vec<RecordBatch>, Vec<Option<Contexts>>)> = Vec::new();
-    let mut size = 0usize;
+    // Bytes of the last run; `max_bytes` makes the first batch start one.
+    let mut size = max_bytes;
     for ((batch, contexts), bytes) in batches {
-        match chunks.last_mut() {
-            Some(chunk) if size + bytes <= max_bytes => {
-                chunk.0.push(batch.clone());
-                chunk.1.push(contexts.clone());
-                size += bytes;
-            }
-            _ => {
-                chunks.push((vec![batch.clone()], vec![contexts.clone()]));
-                size = *bytes;
-            }
+        if size >= max_bytes {
+            chunks.push((Vec::new(), Vec::new()));
+            size = 0;
         }
+        if let Some((run, run_contexts)) = chunks.last_mut() {
+            run.push(batch.clone());
+            run_contexts.push(contexts.clone());
+        }
+        size += bytes;
     }
     chunks
 }
@@ -640,7 +642,8 @@ mod tests {
         let (spans, rollups) = (&pending[0], &pending[2]);
         assert_eq!(spans.rows, 8 * 500);
         assert!(pending.iter().all(|p| p.seq == spans.seq));
-        // 8 requests in writes of at most 3: three files, all in the one commit.
+        // 8 requests in writes that close once they hold 3 requests' bytes: three files,
+        // all in the one commit.
         assert_eq!(spans.files.len(), 3);
         assert_eq!(spans.files.iter().map(|f| f.rows).sum::<u64>(), 8 * 500);
         // The rollups of the 8 requests are computed together, into one file.
@@ -652,6 +655,31 @@ mod tests {
         let next = lake.flush().unwrap();
         assert_eq!(next[0].rows, 8 * 500);
         assert!(next[0].seq > spans.seq);
+    }
+
+    /// A write closes with the batch that brings it to the limit, as a flush does: a flush
+    /// of at most the write limit is one write, not a full one and a sliver.
+    #[test]
+    fn a_write_takes_batches_as_a_flush_takes_them() {
+        let batch = RecordBatch::new_empty(crate::schema::spans_schema());
+        let batches: Vec<(Batch, usize)> = [5, 5, 5, 1, 9, 3]
+            .iter()
+            .map(|&bytes| ((batch.clone(), None), bytes))
+            .collect();
+        let runs = |max| -> Vec<usize> {
+            write_chunks(&batches, max)
+                .iter()
+                .map(|(b, c)| {
+                    assert_eq!(b.len(), c.len());
+                    b.len()
+                })
+                .collect()
+        };
+        assert_eq!(runs(10), [2, 3, 1]);
+        assert_eq!(runs(11), [3, 3]);
+        assert_eq!(runs(28), [6]);
+        assert_eq!(runs(1), [1; 6]);
+        assert!(write_chunks(&[], 10).is_empty());
     }
 
     #[test]
