@@ -52,7 +52,7 @@ pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
 /// The most decoded rows one Parquet write takes: as much as a flush takes by default
 /// (`max_flush_bytes`), so that a default flush is one write, a file per day partition
-/// ([`write_chunks`] cuts by the rule the flush takes rows by). Each write's files pay
+/// (a write is cut by the rule the flush takes rows by). Each write's files pay
 /// once for what does not grow with their rows (footer, page indexes, dictionaries, an
 /// fsync, a Delta add action). Against 32 MiB writes, the lake's flush calls took 4-5%
 /// less CPU a span (three runs each, after six warm-ups: realistic traces 715-805 ->
