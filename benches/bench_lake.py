@@ -29,7 +29,10 @@ for starting delta-rs's runtime. It prints:
   writer pays for a compaction too, later, for every span at least once;
 * spans/s of CPU with that compaction counted in, what one core sustains;
 * the MB of memory the timed run touched for the first time (minor page faults);
-* the process's peak RSS.
+* the process's peak RSS;
+* where the timed run's CPU went, per span: the ingest calls (decode, WAL append and
+  fsync), the writer core's flushes (sorted, encoded, fsynced Parquet files of spans and
+  rollups), and the rest (the Delta commits ``LakeWriter`` makes of those files, ``close``).
 
 A second table runs the writer as ``aftershock serve`` does: its background thread flushes
 (every 2 s, or at once when a quarter of the 512 MiB budget is buffered) while
@@ -55,6 +58,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from deltalake import DeltaTable
 
@@ -90,20 +94,52 @@ def data_bytes(table: Path) -> int:
     return sum(os.path.getsize(u) for u in DeltaTable(str(table)).file_uris())
 
 
-def ingest(data: Path, payloads: list[bytes], flush_every: int) -> tuple[float, float, float]:
-    """Ingests ``payloads`` into a fresh lake at ``data``; returns wall and CPU seconds and
-    the MB of memory the process touched for the first time meanwhile (minor page faults)."""
+class TimedWrites:
+    """A writer's core handle (``LakeWriter._raw``) that adds up the CPU time of its
+    flushes: the Parquet writes (decoded rows to fsynced files, rollups included), without
+    the Delta commits that ``LakeWriter`` makes of them."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.cpu = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def flush(self) -> Any:
+        start = time.process_time()
+        try:
+            return self.raw.flush()
+        finally:
+            self.cpu += time.process_time() - start
+
+
+def ingest(data: Path, payloads: list[bytes], flush_every: int) -> dict[str, float]:
+    """Ingests ``payloads`` into a fresh lake at ``data``; returns wall and CPU seconds, the
+    CPU seconds of the ingest calls (decode and WAL) and of the Parquet writes, and the MB of
+    memory the process touched for the first time meanwhile (minor page faults)."""
     writer = LakeWriter(data, background=False)
+    writes = TimedWrites(writer._raw)
+    writer._raw = cast(Any, writes)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
+    ingest_cpu = 0.0
     for i, payload in enumerate(payloads):
+        start = time.process_time()
         writer.ingest_traces(payload)
+        ingest_cpu += time.process_time() - start
         if (i + 1) % flush_every == 0:
             writer.flush()
     writer.close()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return wall, cpu, faults * resource.getpagesize() / 1e6
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "ingest": ingest_cpu,
+        "write": writes.cpu,
+        "faulted MB": faults * resource.getpagesize() / 1e6,
+    }
 
 
 def run(payloads: list[bytes], spans: int, flush_every: int, warmups: int) -> dict[str, float]:
@@ -118,7 +154,8 @@ def run(payloads: list[bytes], spans: int, flush_every: int, warmups: int) -> di
             shutil.rmtree(warm, ignore_errors=True)
     data = Path(tempfile.mkdtemp(prefix="bench-lake-"))
     try:
-        wall, cpu, faulted = ingest(data, payloads, flush_every)
+        timed = ingest(data, payloads, flush_every)
+        wall, cpu = timed["wall"], timed["cpu"]
         total = spans * requests
         before = data_bytes(data / "spans")
         shutil.copytree(data / "spans", data / "spans-baseline")
@@ -147,7 +184,10 @@ def run(payloads: list[bytes], spans: int, flush_every: int, warmups: int) -> di
             "delta-rs us/span": 1e6 * baseline_cpu / total,
             "sustained": total / (cpu + compact_cpu),
             "rollups B": data_bytes(data / "rollups"),
-            "faulted MB": faulted,
+            "faulted MB": timed["faulted MB"],
+            "ingest us/span": 1e6 * timed["ingest"] / total,
+            "write us/span": 1e6 * timed["write"] / total,
+            "commit us/span": 1e6 * (cpu - timed["ingest"] - timed["write"]) / total,
         }
     finally:
         shutil.rmtree(data, ignore_errors=True)
@@ -250,6 +290,16 @@ def main(argv: list[str] | None = None) -> int:
             f"  |             {r['B/span merged']:>7.1f} {r['merged us/span']:>6.2f} us"
             f"  |           {r['B/span delta-rs']:>7.1f} {r['delta-rs us/span']:>6.2f} us"
             f"  | {r['faulted MB']:>5.0f} MB"
+        )
+    print(
+        f"\nCPU of the timed runs, us a span: {'ingest':>8} {'write':>8} {'commit':>8}"
+        "  (ingest calls: decode, WAL; the core's flushes: Parquet files, rollups;"
+        " the rest: Delta commits, close)"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:32} {r['ingest us/span']:>8.3f} {r['write us/span']:>8.3f}"
+            f" {r['commit us/span']:>8.3f}"
         )
     realistic_payloads = kinds[1][1]
     rounds = 2 if args.quick else args.rounds
