@@ -52,14 +52,17 @@ pub const TABLES: [&str; 3] = [SPANS, LOGS, ROLLUPS];
 
 /// The most decoded rows one Parquet write takes: as much as a flush takes by default
 /// (`max_flush_bytes`), so that a default flush is one write, a file per day partition
-/// (a write is cut by the rule the flush takes rows by). Each write's files pay
-/// once for what does not grow with their rows (footer, page indexes, dictionaries, an
-/// fsync, a Delta add action). Against 32 MiB writes, the lake's flush calls took 4-5%
-/// less CPU a span (three runs each, after six warm-ups: realistic traces 715-805 ->
-/// 693-742 ns, the random payload 920-1070 -> 882-963), which `bench_lake.py` does not
-/// resolve from its noise (10 alternated pairs: medians within 1%); random spans take
-/// 53.7 instead of 55.2 B/span, and peak RSS is unchanged (1.05 GiB in `bench_lake.py`,
-/// 1.15 GiB for `aftershock serve` under `bench_receiver.py`).
+/// (a write is cut by the rule the flush takes rows by). Each write's files pay once for
+/// what does not grow with their rows (footer, page indexes, dictionaries, an fsync, a
+/// Delta add action), and the compaction every span later goes through finds large files
+/// it copies rather than small ones it merges. Against 32 MiB writes (`bench_lake.py`):
+/// - realistic traces need no compaction any more (0.44-0.48 -> 0.01-0.02 us a span), so
+///   with it counted in a core sustains 1.03-1.08M spans/s instead of 0.69-0.73M;
+/// - the flushes themselves take 1-5% less CPU a span, within the bench's noise for the
+///   whole run;
+/// - random spans take 53.7 instead of 55.2 B/span;
+/// - peak RSS is unchanged (1.05 GiB in `bench_lake.py`, 1.15 GiB for `aftershock serve`
+///   under `bench_receiver.py`).
 pub const MAX_WRITE_BYTES: usize = 128 << 20;
 
 #[derive(Debug, Clone)]
