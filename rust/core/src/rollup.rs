@@ -914,27 +914,34 @@ impl Rollups {
         }
         let rank_of = |sym: Sym| rank.get(sym as usize).copied().unwrap_or(null_rank);
         let order = sorted_rows(&keys, rank_of, null_rank);
+        // The rows moved into sorted order once, so that each column below reads them in
+        // memory order: read through `order` column by column, every column jumped among
+        // thousands of aggregates again (with spans spread over hours, one for every few
+        // spans).
+        let keys: Vec<Key> = order.iter().map(|&i| keys[i]).collect();
+        let mut aggs = aggs;
+        let aggs: Vec<Agg> = order
+            .iter()
+            .map(|&i| std::mem::take(&mut aggs[i]))
+            .collect();
 
         let key_col = |pick: fn(&Key) -> Sym| -> ArrayRef {
             Arc::new(StringArray::from_iter(
-                order.iter().map(|&i| strings.resolve(pick(&keys[i]))),
+                keys.iter().map(|k| strings.resolve(pick(k))),
             ))
         };
         let int_col = |pick: fn(&Agg) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(
-                order.iter().map(|&i| pick(&aggs[i])),
-            ))
+            Arc::new(Int64Array::from_iter_values(aggs.iter().map(pick)))
         };
-        let quantiles: Vec<[Option<f64>; 3]> = order
+        let quantiles: Vec<[Option<f64>; 3]> = aggs
             .iter()
-            .map(|&i| aggs[i].sketch.quantiles([0.5, 0.95, 0.99]))
+            .map(|a| a.sketch.quantiles([0.5, 0.95, 0.99]))
             .collect();
         let quantile_col = |k: usize| -> ArrayRef {
             Arc::new(Float64Array::from_iter(quantiles.iter().map(|q| q[k])))
         };
-        let minute =
-            TimestampNanosecondArray::from_iter_values(order.iter().map(|&i| keys[i].minute))
-                .with_timezone(TIMEZONE);
+        let minute = TimestampNanosecondArray::from_iter_values(keys.iter().map(|k| k.minute))
+            .with_timezone(TIMEZONE);
         let columns = vec![
             Arc::new(minute) as ArrayRef,
             key_col(|k| k.service_name),
@@ -947,7 +954,7 @@ impl Rollups {
             int_col(|a| a.sum_ns),
             int_col(|a| a.min_ns),
             int_col(|a| a.max_ns),
-            Arc::new(sketch_array(order.iter().map(|&i| &aggs[i].sketch))?),
+            Arc::new(sketch_array(aggs.iter().map(|a| &a.sketch))?),
             quantile_col(0),
             quantile_col(1),
             quantile_col(2),
