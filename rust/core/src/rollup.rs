@@ -898,7 +898,7 @@ impl Rollups {
         let Rollups {
             strings,
             keys,
-            aggs,
+            mut aggs,
             ..
         } = std::mem::take(self);
 
@@ -919,7 +919,6 @@ impl Rollups {
         // thousands of aggregates again (with spans spread over hours, one for every few
         // spans).
         let keys: Vec<Key> = order.iter().map(|&i| keys[i]).collect();
-        let mut aggs = aggs;
         let aggs: Vec<Agg> = order
             .iter()
             .map(|&i| std::mem::take(&mut aggs[i]))
