@@ -684,7 +684,7 @@ class Lake:
         """The span tree of one trace; :class:`TraceNotFoundError` if no span has the id.
 
         Only files whose recorded trace id range holds the id are read, and inside them the
-        ``trace_id`` bloom filters and sort order skip most row groups.
+        ``trace_id`` bloom filters skip most row groups.
         """
         trace_id = trace_id.strip().lower()
         with self._lock:

@@ -4,8 +4,9 @@
 //! including the per-file statistics that let readers skip files.
 //!
 //! Rows are sorted before writing so that equal values sit together (smaller pages, and
-//! min/max statistics that prune): `spans` by service and trace, so a trace lookup
-//! touches one run of rows and the `trace_id` bloom filter rules out the other files.
+//! min/max statistics that prune): `spans` by service, each trace's spans together (the
+//! traces in the order they arrived), so a trace lookup touches one run of rows and the
+//! `trace_id` bloom filter rules out the other files.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -144,7 +145,13 @@ pub(crate) struct Layout {
     /// Timestamp columns giving a row's day, first non-null wins; the write time's day
     /// when all are null.
     day_from: &'static [&'static str],
+    /// Keys the rows are sorted by, after the day: ascending, nulls first. The files
+    /// declare them as their sorting columns.
     sort_by: &'static [&'static str],
+    /// A last key whose rows are grouped, not sorted: the rows of each value together
+    /// (within the `sort_by` keys), the values in the order of their first row in the
+    /// input.
+    group_by: Option<&'static str>,
     /// Columns of mostly distinct values (random ids, nanosecond times), written PLAIN:
     /// a dictionary would hold every value once more, and zstd packs them better without
     /// it (38 -> 32 bytes per span on a realistic payload). The string ones, random ids,
@@ -167,13 +174,24 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
         SPANS => Layout {
             schema: schema::spans_schema(),
             day_from: &[col::START_TIME],
-            // Not by start time within a trace: the sort is stable, so the spans of a trace
-            // that arrived together stay together, one run read in order. Sorted by start
-            // as well, a trace's spans were cut into runs of 1.4 rows on the realistic
-            // flush bench, each of them read from wherever its batch holds it, a cache
-            // miss or more in every column: the flush took 10-15% longer.
-            sort_by: &[col::SERVICE_NAME, col::TRACE_ID],
-            // `trace_id` keeps its dictionary: sorted by trace, a span's trace id is
+            sort_by: &[col::SERVICE_NAME],
+            // A trace's spans together, and the traces of a service in the order they
+            // arrived, not in the order of their ids: rows are then read where they lie as
+            // far as grouping them allows. Requests that bring traces whole (after a tail
+            // sampler, or the load-balancing exporter, which splits batches by trace) are
+            // read in long runs, not a run a trace; spans of concurrent traces interleaved
+            // are still read roughly in the order memory holds them. On the flush bench
+            // the flush took 9-16% less time with whole traces, 5-9% less with spans
+            // moved up to 200 places, and the same (within 2%) with them shuffled
+            // (benches/README.md, lake), for the same bytes. Ids in order of value gave nothing to readers: the page index of
+            // string chunks is not written, and a file's ids span the whole range anyway.
+            // Nor by start time within a trace: the sort is stable, so the spans of a
+            // trace that arrived together stay together, one run read in order. Sorted by
+            // start as well, a trace's spans were cut into runs of 1.4 rows on the
+            // realistic flush bench, each of them read from wherever its batch holds it, a
+            // cache miss or more in every column: the flush took 10-15% longer.
+            group_by: Some(col::TRACE_ID),
+            // `trace_id` keeps its dictionary: grouped by trace, a span's trace id is
             // mostly the previous row's, which `parquet_strings` reuses without hashing,
             // and zstd then reads each trace id once instead of once a span (on the
             // realistic flush bench 2% fewer instructions, 28.3 instead of 27.8 B/span).
@@ -190,7 +208,7 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
             // benches 3.39-3.49 B/span bit-packed against 3.48-3.63 PLAIN with zstd
             // level 3 (pyarrow; the lake's level 2 wrote 3.44 on the realistic one, for
             // ~400 instructions a span). Start and end times are not:
-            // sorted by trace, they jump by hours between traces, and bit-packed they
+            // grouped by trace, they jump by hours between traces, and bit-packed they
             // took 5.7 instead of 3.9-4.2 B/span.
             delta_packed: &[col::DURATION_NS],
             uncompressed: &[],
@@ -199,6 +217,7 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
             schema: schema::logs_schema(),
             day_from: &[col::TIME, col::OBSERVED_TIME],
             sort_by: &[col::SERVICE_NAME, col::TIME],
+            group_by: None,
             plain: &[col::TIME, col::OBSERVED_TIME, col::SPAN_ID],
             delta_packed: &[],
             uncompressed: &[],
@@ -212,6 +231,7 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
                 col::SERVICE_VERSION,
                 col::SPAN_NAME,
             ],
+            group_by: None,
             // Sums and extremes of durations rarely repeat. On the realistic flush bench
             // (11,513 rollup rows from 32,768 spans) these three without a dictionary
             // write 246 instead of 302 KB for 9% fewer instructions; the quantile columns
@@ -338,7 +358,11 @@ pub(crate) fn sort_rows(
         .iter()
         .map(|f| StringLeaf::encodes(f.data_type()))
         .collect();
-    let ranked = |name: &str| layout.sort_by.contains(&name) || layout.day_from.contains(&name);
+    let ranked = |name: &str| {
+        layout.sort_by.contains(&name)
+            || layout.group_by == Some(name)
+            || layout.day_from.contains(&name)
+    };
     // Flat columns that are neither read in place nor ranked are gathered like nested
     // ones: a run at a time, prefetched runs ahead, from the input batches.
     let gathered: Vec<bool> = (0..layout.schema.fields().len())
@@ -361,11 +385,15 @@ pub(crate) fn sort_rows(
     }
 
     let days = day_numbers(&batch, layout.day_from)?;
-    let mut keys = vec![Arc::clone(&days) as ArrayRef];
+    let mut keys = vec![(Arc::clone(&days) as ArrayRef, Rank::Value)];
     for name in layout.sort_by {
-        keys.push(Arc::clone(column(&batch, name)?));
+        keys.push((Arc::clone(column(&batch, name)?), Rank::Value));
     }
-    let identity = in_order(&keys)?;
+    if let Some(name) = layout.group_by {
+        keys.push((Arc::clone(column(&batch, name)?), Rank::Arrival));
+    }
+    // Rows in the order of every key's values are also grouped by any key.
+    let identity = in_order(&keys.iter().map(|(k, _)| Arc::clone(k)).collect::<Vec<_>>())?;
     let order = match identity {
         true => UInt32Array::from_iter_values(0..batch.num_rows() as u32),
         false => sort_order(&keys)?,
@@ -623,10 +651,22 @@ fn in_order(keys: &[ArrayRef]) -> Result<bool> {
     }))
 }
 
-/// The row indices that sort `keys` (ascending, nulls first, the first key first): the
-/// order `lexsort_to_indices` gives, at a fraction of its cost. Each key is turned into
-/// an exact rank per row (0 for null; a string's rank among the column's distinct
-/// strings, an integer's distance from the column's minimum, plus one).
+/// How the rows of a sort key's values are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rank {
+    /// By value: ascending, nulls first.
+    Value,
+    /// By first appearance: nulls first, then each value's rows together, the values in
+    /// the order their first rows come (strings only).
+    Arrival,
+}
+
+/// The row indices that sort `keys` (the first key first, each ordered as its [`Rank`]
+/// says): for keys all ranked by value, the order `lexsort_to_indices` gives (ascending,
+/// nulls first), at a fraction of its cost. Each key is turned into an exact rank per row
+/// (0 for null; a string's rank among the column's distinct strings, or its place among
+/// them in order of first appearance; an integer's distance from the column's minimum;
+/// plus one).
 ///
 /// When the ranks of all keys pack into 32 bits (a flush's days, services and traces: a
 /// few bits, a few more and 13-18), one least-significant-digit radix sort orders the rows
@@ -635,9 +675,12 @@ fn in_order(keys: &[ArrayRef]) -> Result<bool> {
 /// last key of nanosecond times), rows are grouped by them with a radix sort, and only
 /// each group is sorted by the last key. Otherwise the ranks of a row are packed into one
 /// `u128` when they fit, so the sort compares single integers.
-fn sort_order(keys: &[ArrayRef]) -> Result<UInt32Array> {
-    let rows = keys.first().map_or(0, |k| k.len());
-    let ranks = keys.iter().map(ranks).collect::<Result<Vec<_>>>()?;
+fn sort_order(keys: &[(ArrayRef, Rank)]) -> Result<UInt32Array> {
+    let rows = keys.first().map_or(0, |(k, _)| k.len());
+    let ranks = keys
+        .iter()
+        .map(|(k, rank)| ranks(k, *rank))
+        .collect::<Result<Vec<_>>>()?;
     let bits: Vec<u32> = ranks
         .iter()
         .map(|r| 128 - r.iter().max().copied().unwrap_or(0).leading_zeros())
@@ -735,16 +778,22 @@ fn radix_order(keys: &[u32], bits: u32) -> Vec<u32> {
     order
 }
 
-/// Exact order-preserving ranks of a sort key's rows: 0 for null, 1.. for values.
-fn ranks(array: &ArrayRef) -> Result<Vec<u128>> {
-    Ok(match array.data_type() {
-        DataType::Utf8 => string_ranks(array.as_string::<i32>()),
-        DataType::Int32 => int_ranks(array.as_primitive::<Int32Type>()),
-        DataType::Int64 => int_ranks(array.as_primitive::<Int64Type>()),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+/// Exact ranks of a sort key's rows, in the order `rank` asks for: 0 for null, 1.. for
+/// values.
+fn ranks(array: &ArrayRef, rank: Rank) -> Result<Vec<u128>> {
+    Ok(match (array.data_type(), rank) {
+        (DataType::Utf8, _) => string_ranks(array.as_string::<i32>(), rank),
+        (other, Rank::Arrival) => {
+            return Err(Error::from(ArrowError::NotYetImplemented(format!(
+                "grouping by a {other} column"
+            ))))
+        }
+        (DataType::Int32, _) => int_ranks(array.as_primitive::<Int32Type>()),
+        (DataType::Int64, _) => int_ranks(array.as_primitive::<Int64Type>()),
+        (DataType::Timestamp(TimeUnit::Nanosecond, _), _) => {
             int_ranks(array.as_primitive::<TimestampNanosecondType>())
         }
-        other => {
+        (other, _) => {
             return Err(Error::from(ArrowError::NotYetImplemented(format!(
                 "sorting by a {other} column"
             ))))
@@ -771,10 +820,10 @@ where
         .collect()
 }
 
-/// Each row's rank among the column's distinct strings, 1-based; 0 for null. Rows
-/// repeating the previous row's string (spans of one trace, records of one service)
-/// skip the hash lookup.
-fn string_ranks(strings: &StringArray) -> Vec<u128> {
+/// Each row's rank among the column's distinct strings, by value or by first appearance
+/// (`rank`), 1-based; 0 for null. Rows repeating the previous row's string (spans of one
+/// trace, records of one service) skip the hash lookup.
+fn string_ranks(strings: &StringArray, rank: Rank) -> Vec<u128> {
     let mut ids: HashMap<&str, u32, ahash::RandomState> = HashMap::default();
     let mut row_ids: Vec<u32> = Vec::with_capacity(strings.len());
     let mut previous: Option<(&str, u32)> = None;
@@ -790,6 +839,16 @@ fn string_ranks(strings: &StringArray) -> Vec<u128> {
             }
         };
         row_ids.push(id);
+    }
+    if rank == Rank::Arrival {
+        // Ids are numbered in order of first appearance already.
+        return row_ids
+            .iter()
+            .map(|&id| match id {
+                u32::MAX => 0,
+                id => u128::from(id) + 1,
+            })
+            .collect();
     }
     let mut distinct: Vec<(&str, u32)> = ids.into_iter().collect();
     distinct.sort_unstable();
@@ -2196,6 +2255,10 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let files = write_data_files(&dir.0, SPANS, &[a, b], &[], &opts).unwrap();
+        let arrived: Vec<(String, String)> = strings(&batch, col::SERVICE_NAME)
+            .into_iter()
+            .zip(strings(&batch, col::TRACE_ID))
+            .collect();
 
         // 20:00 + 400 minutes crosses midnight after 240 traces.
         assert_eq!(files.len(), 2);
@@ -2231,11 +2294,22 @@ pub(crate) mod tests {
             assert!(starts
                 .iter()
                 .all(|&t| (day as i64..(day + 86_400 * SECOND) as i64).contains(&t)));
-            let keys: Vec<(String, String)> = strings(&got, col::SERVICE_NAME)
+            // Sorted by service; within it, each trace's spans together and the traces in
+            // the order they arrived (spans_batch sends them with their ids descending).
+            let mut runs: Vec<(String, String)> = strings(&got, col::SERVICE_NAME)
                 .into_iter()
                 .zip(strings(&got, col::TRACE_ID))
                 .collect();
-            assert!(keys.windows(2).all(|w| w[0] <= w[1]), "not sorted");
+            runs.dedup();
+            let mut want: Vec<(String, String)> = Vec::new();
+            for key in arrived.iter().filter(|k| runs.contains(k)) {
+                if !want.contains(key) {
+                    want.push(key.clone());
+                }
+            }
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(runs, want);
+            assert!(runs.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 > w[1].1));
 
             // Parquet metadata: row groups, statistics, sort order, writer.
             let reader = reader_with_bloom_filters(File::open(&path).unwrap());
@@ -2251,7 +2325,8 @@ pub(crate) mod tests {
                 let rg_meta = meta.row_group(rg);
                 assert!(rg_meta.column(start_col).statistics().is_some());
                 assert!(rg_meta.column(trace_col).statistics().is_some());
-                assert_eq!(rg_meta.sorting_columns().unwrap().len(), 2);
+                // Sorted by service only: trace ids are grouped, not in order.
+                assert_eq!(rg_meta.sorting_columns().unwrap().len(), 1);
                 // The encodings `layout` picks: trace ids through a dictionary, span ids
                 // and times as they are, durations bit-packed. (`DELTA_LENGTH_BYTE_ARRAY`
                 // span ids were smaller, but Spark's vectorized reader refused that
@@ -2417,7 +2492,10 @@ pub(crate) mod tests {
                 None,
             )
             .unwrap();
-            let order = sort_order(&keys).unwrap();
+            let by_value = |keys: &[ArrayRef]| -> Vec<(ArrayRef, Rank)> {
+                keys.iter().map(|k| (Arc::clone(k), Rank::Value)).collect()
+            };
+            let order = sort_order(&by_value(&keys)).unwrap();
             assert_eq!(sorted(&order), sorted(&want));
             // Stable: rows whose keys are all equal keep their input order.
             let comparators: Vec<_> = keys
@@ -2435,10 +2513,66 @@ pub(crate) mod tests {
             let in_place = sorted(&want);
             assert!(in_order(&in_place).unwrap());
             let identity: Vec<u32> = (0..rows as u32).collect();
-            assert_eq!(sort_order(&in_place).unwrap().values().to_vec(), identity);
+            assert_eq!(
+                sort_order(&by_value(&in_place)).unwrap().values().to_vec(),
+                identity
+            );
         }
         assert_eq!(sort_order(&[]).unwrap().len(), 0);
         assert!(in_order(&[]).unwrap());
+    }
+
+    #[test]
+    fn a_key_ranked_by_arrival_groups_its_values_in_the_order_they_first_come() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let rows = 2000;
+        let days: Vec<i32> = (0..rows).map(|_| (rng.next_u64() % 3) as i32).collect();
+        let services: Vec<Option<String>> = (0..rows)
+            .map(|_| match rng.next_u64() % 5 {
+                0 => None,
+                n => Some(format!("svc-{}", 4 - n)),
+            })
+            .collect();
+        // Traces of a few rows each, interleaved, some null, their ids in no order.
+        let traces: Vec<Option<String>> = (0..rows)
+            .map(|row| match rng.next_u64() % 40 {
+                0 => None,
+                _ => Some(format!(
+                    "{:x}",
+                    (row / 7 + (rng.next_u64() % 9) as usize) * 7919 % 1000
+                )),
+            })
+            .collect();
+        let keys: Vec<(ArrayRef, Rank)> = vec![
+            (Arc::new(Int32Array::from(days.clone())), Rank::Value),
+            (Arc::new(StringArray::from(services.clone())), Rank::Value),
+            (Arc::new(StringArray::from(traces.clone())), Rank::Arrival),
+        ];
+        // Row by row: a trace ranks by the row it first comes in, a null before any.
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (row, t) in traces.iter().enumerate() {
+            if let Some(t) = t {
+                first.entry(t.as_str()).or_insert(row);
+            }
+        }
+        let key = |row: usize| {
+            let trace = traces[row].as_deref().map(|t| first[t]);
+            (days[row], services[row].clone(), trace, row)
+        };
+        let mut want: Vec<u32> = (0..rows as u32).collect();
+        want.sort_by_key(|&row| key(row as usize));
+        let order = sort_order(&keys).unwrap();
+        assert_eq!(order.values().to_vec(), want);
+        // The ids themselves are not in order within a service: arrival is not value.
+        let ids: Vec<Option<&str>> = order
+            .values()
+            .iter()
+            .map(|&row| traces[row as usize].as_deref())
+            .collect();
+        assert!(ids.windows(2).any(|w| w[0] > w[1] && w[0].is_some()));
+
+        let times: ArrayRef = Arc::new(Int64Array::from(vec![3, 1, 2]));
+        assert!(sort_order(&[(times, Rank::Arrival)]).is_err());
     }
 
     #[test]
@@ -2589,20 +2723,31 @@ pub(crate) mod tests {
         assert_eq!(read_back.columns(), want.columns());
     }
 
-    /// The rows of `batches` in the layout's sort order, by arrow's own kernels: ties in
-    /// the input's order (the sort is stable).
+    /// The rows of `batches` in the layout's sort order, by arrow's own kernels (trace
+    /// ids ranked by the row each first comes in): ties in the input's order (the sort is
+    /// stable).
     fn sorted_by_arrow(batches: &[RecordBatch]) -> RecordBatch {
         let all = concat_batches(&batches[0].schema(), batches).unwrap();
-        let mut keys = vec![SortColumn {
-            values: day_numbers(&all, &[col::START_TIME]).unwrap(),
-            options: None,
-        }];
-        for name in [col::SERVICE_NAME, col::TRACE_ID] {
-            keys.push(SortColumn {
-                values: Arc::clone(all.column_by_name(name).unwrap()),
+        let mut first: HashMap<String, u32> = HashMap::new();
+        let arrival: Vec<u32> = strings(&all, col::TRACE_ID)
+            .into_iter()
+            .enumerate()
+            .map(|(row, id)| *first.entry(id).or_insert(row as u32))
+            .collect();
+        let mut keys = vec![
+            SortColumn {
+                values: day_numbers(&all, &[col::START_TIME]).unwrap(),
                 options: None,
-            });
-        }
+            },
+            SortColumn {
+                values: Arc::clone(all.column_by_name(col::SERVICE_NAME).unwrap()),
+                options: None,
+            },
+            SortColumn {
+                values: Arc::new(arrow_array::UInt32Array::from(arrival)),
+                options: None,
+            },
+        ];
         keys.push(SortColumn {
             values: Arc::new(arrow_array::UInt32Array::from_iter_values(
                 0..all.num_rows() as u32,
