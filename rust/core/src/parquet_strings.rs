@@ -546,16 +546,20 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             let mut seen = first_of_groups(leaf.groups);
             for (r, run) in leaf.runs.iter().enumerate() {
                 // Prefetched in two stages, the second reading what the first brought in:
-                // a run's offsets and group numbers, then its first value's bytes.
+                // a run's offsets, then its first value's bytes; for a part with groups,
+                // whose rows read only their group number (a group's first row its value
+                // too), that number alone.
                 if let Some(a) = leaf.runs.get(r + 2 * AHEAD) {
-                    prefetch(parts[a.batch].1, a.start);
-                    if let Some(Some(g)) = leaf.groups.get(a.batch) {
-                        prefetch(g.of_row, a.start);
+                    match leaf.groups.get(a.batch) {
+                        Some(Some(g)) => prefetch(g.of_row, a.start),
+                        _ => prefetch(parts[a.batch].1, a.start),
                     }
                 }
                 if let Some(b) = leaf.runs.get(r + AHEAD) {
-                    let (data, offsets, _) = parts[b.batch];
-                    prefetch(data, offsets[b.start] as usize);
+                    if !matches!(leaf.groups.get(b.batch), Some(Some(_))) {
+                        let (data, offsets, _) = parts[b.batch];
+                        prefetch(data, offsets[b.start] as usize);
+                    }
                 }
                 let (data, offsets, nulls) = parts[run.batch];
                 if let Some(Some(groups)) = leaf.groups.get(run.batch) {
@@ -649,7 +653,9 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             let mut seen = first_of_groups::<FirstRow>(groups);
             // Run `r + AHEAD` and beyond, prefetched in three stages, each reading what the
             // one before brought in: the map's offsets and group numbers, then its entries'
-            // string offsets, then their first two lines of bytes.
+            // string offsets, then their first two lines of bytes. Not the strings of a
+            // part with groups: only a group's first row reads them.
+            let grouped = |batch: usize| groups.get(batch).copied().flatten().is_some();
             let ahead = |r: usize| {
                 if let Some(a) = leaf.runs.get(r + 3 * AHEAD) {
                     prefetch(maps[a.batch].value_offsets(), a.start);
@@ -657,11 +663,11 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                         prefetch(g.of_row, a.start);
                     }
                 }
-                if let Some(b) = leaf.runs.get(r + 2 * AHEAD) {
+                if let Some(b) = leaf.runs.get(r + 2 * AHEAD).filter(|b| !grouped(b.batch)) {
                     let at = maps[b.batch].value_offsets()[b.start] as usize;
                     prefetch(strings[b.batch].value_offsets(), at);
                 }
-                if let Some(c) = leaf.runs.get(r + AHEAD) {
+                if let Some(c) = leaf.runs.get(r + AHEAD).filter(|c| !grouped(c.batch)) {
                     let at = maps[c.batch].value_offsets()[c.start] as usize;
                     let offsets = strings[c.batch].value_offsets();
                     if let Some(&o) = offsets.get(at) {
