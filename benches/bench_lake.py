@@ -47,7 +47,8 @@ Targets (issue 3): at least 1,000,000 spans/s per core (the random payload and t
 traces, whole or interleaved); at most 30 bytes/span on disk for the realistic traces. A miss
 is reported, not fatal.
 
-Run: ``python benches/bench_lake.py`` (``--quick`` for a short run).
+Run: ``python benches/bench_lake.py`` (``--quick`` for a short run; ``--dump DIR`` writes the
+requests for the flush bench, `rust/core/benches/flush.rs`, instead).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ TARGET_BYTES_PER_SPAN = 30.0
 #: and 6, while their CPU fell from 0.71M spans/s to 0.83M in the second run and 0.92-0.98M
 #: from the sixth on (benches/README.md, lake). The timed run prints what it touched anew.
 WARMUPS = 6
+#: Directory names of the kinds for ``--dump``, in the order they run.
+DUMP_NAMES = ["random", "realistic", "interleaved", "live"]
 
 
 def interleaved(request: Any, seed: int, window: int = INTERLEAVE_WINDOW) -> Any:
@@ -278,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="ingest threads, served run")
     parser.add_argument("--rounds", type=int, default=12, help="sends of each request, served run")
     parser.add_argument("--quick", action="store_true", help="4 requests per payload kind")
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        metavar="DIR",
+        help="write each kind's requests to DIR/<kind>/NNN.pb (the flush bench's input) and exit",
+    )
     args = parser.parse_args(argv)
     n = 4 if args.quick else args.requests
     os.sched_setaffinity(0, {0})
@@ -302,6 +311,14 @@ def main(argv: list[str] | None = None) -> int:
             ],
         ),
     ]
+    if args.dump is not None:
+        for (_, payloads), kind in zip(kinds, DUMP_NAMES, strict=True):
+            out = args.dump / kind
+            out.mkdir(parents=True, exist_ok=True)
+            for i, payload in enumerate(payloads):
+                (out / f"{i:03}.pb").write_bytes(payload)
+            print(f"{len(payloads)} requests in {out}")
+        return 0
     header = (
         f"{'payload':32} {'B/req':>9} {'spans/s':>11} {'spans/s CPU':>12} "
         f"{'B/span':>7} {'compacted':>10} {'compact CPU':>12} {'+compaction':>12}"

@@ -2,12 +2,14 @@
 //! (`parquet_files::write_data_files`), without the WAL, rollups or Delta commits.
 //!
 //! Reads OTLP trace requests from a directory (`*.pb`, written by
-//! `python benches/bench_lake.py --dump DIR`), decodes them once, then writes them
-//! `--flush-every` requests at a time into a temporary table directory, repeatedly, and
-//! prints µs per span and spans/s for the flush, best and median over the repetitions.
-//! With `--rollups`, each flush also aggregates its spans into `rollups` rows and writes
-//! those files, as the lake's flush does (`--rollups-only`: only that, for profiling it). With `--keep OUT`, the last repetition's files
-//! stay in `OUT` (for comparing what two builds write) instead of being deleted.
+//! `python benches/bench_lake.py --dump DIR`: a directory per kind of request), decodes
+//! them once, then writes them `--flush-every` requests at a time into a temporary table
+//! directory, repeatedly, and prints µs per span and spans/s for the flush, best and
+//! median over the repetitions. With `--rollups`, each flush also aggregates its spans
+//! into `rollups` rows and writes those files, as the lake's flush does
+//! (`--rollups-only`: only that, for profiling it). With `--keep OUT`, the last
+//! repetition's files stay in `OUT` (for comparing what two builds write) instead of being
+//! deleted.
 //!
 //! `taskset -c 0 cargo bench -p aftershock-core --bench flush -- DIR [--flush-every N] [--reps N] [--rollups | --rollups-only] [--keep OUT]`
 
