@@ -6,14 +6,17 @@ attribute values from small pools, start times spread over 8 hours a request, ea
 spans together), the same with the spans of concurrent traces interleaved (each moved up to
 200 places, as an SDK's batch exporter sends spans as they end), and the same realistic
 traces as a receiver gets them live (each request's spans within 10 s, requests following
-each other in time), ingests `--requests` distinct requests (generated from
+each other in time), ingests `--requests` (16) distinct requests (generated from
 different seeds beforehand, so that no two compress against each other) through
 `LakeWriter` on one pinned core. Each ingest returns only once its WAL record is fsynced.
-A flush (Parquet files, and Delta commits of spans, logs and rollups) runs every
-`--flush-every` requests and at the end: by default every 16, as a serving writer under full
-load flushes, when a quarter of its 512 MiB budget is buffered (17 realistic requests:
-~7.8 MB of buffered rows each), writing them as one file per day partition and committing
-once per table. The timed run follows ``--warmups`` (6) untimed runs of the
+A flush (Parquet files, and Delta commits of spans, logs and rollups) runs as a serving
+writer under full load makes one: as soon as a quarter of its 512 MiB budget is buffered
+(18 realistic requests of ~7.8 MB of buffered rows, 12 random ones of ~11.3 MB), writing
+them as one file per day partition and committing once per table; and at the end. A kind
+whose requests fill a flush before the 16th sends enough of them for whole flushes (the
+random payload: 24, two flushes of 12), so that its run makes no flush smaller than a
+serving writer's (see ``requests_for_whole_flushes``). ``--flush-every N`` flushes every N
+requests instead. The timed run follows ``--warmups`` (6) untimed runs of the
 same requests into other lakes, thrown away: a serving writer runs for days, and the first
 runs in a process also pay for the first touch of the memory its buffers will reuse (page
 faults: ~10% of the first run's CPU, and the allocator needs several flush cycles before
@@ -62,6 +65,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -137,10 +141,12 @@ class TimedWrites:
             self.cpu += time.process_time() - start
 
 
-def ingest(data: Path, payloads: list[bytes], flush_every: int) -> dict[str, float]:
-    """Ingests ``payloads`` into a fresh lake at ``data``; returns wall and CPU seconds, the
-    CPU seconds of the ingest calls (decode and WAL) and of the Parquet writes, and the MB of
-    memory the process touched for the first time meanwhile (minor page faults)."""
+def ingest(data: Path, payloads: list[bytes], flush_every: int | None) -> dict[str, float]:
+    """Ingests ``payloads`` into a fresh lake at ``data``, flushing every ``flush_every``
+    requests or, when it is None, whenever the writer's ``flush_bytes`` are buffered (the
+    rule of its background flush); returns wall and CPU seconds, the CPU seconds of the
+    ingest calls (decode and WAL) and of the Parquet writes, and the MB of memory the
+    process touched for the first time meanwhile (minor page faults)."""
     writer = LakeWriter(data, background=False)
     writes = TimedWrites(writer._raw)
     writer._raw = cast(Any, writes)
@@ -151,7 +157,11 @@ def ingest(data: Path, payloads: list[bytes], flush_every: int) -> dict[str, flo
         start = time.process_time()
         writer.ingest_traces(payload)
         ingest_cpu += time.process_time() - start
-        if (i + 1) % flush_every == 0:
+        if flush_every is None:
+            full = writes.buffered_bytes() >= writer.flush_bytes
+        else:
+            full = (i + 1) % flush_every == 0
+        if full:
             writer.flush()
     writer.close()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -165,7 +175,28 @@ def ingest(data: Path, payloads: list[bytes], flush_every: int) -> dict[str, flo
     }
 
 
-def run(payloads: list[bytes], spans: int, flush_every: int, warmups: int) -> dict[str, float]:
+def requests_for_whole_flushes(make: Callable[[int], bytes], n: int) -> list[bytes]:
+    """``n`` requests ``make(seed)`` (seeds 0, 1, ...), or, when a serving writer's flush
+    takes fewer of them (its ``flush_bytes`` buffered), as many as make whole flushes: a
+    run of ``n`` would end with a smaller flush than any a writer under full load makes,
+    with its own files and commits. (``LakeWriter``'s slice of a flush closes with the
+    request that brings its buffered bytes to ``flush_bytes``.)"""
+    first = make(0)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-lake-size-"))
+    try:
+        writer = LakeWriter(scratch, durability="os", background=False)
+        writer.ingest_traces(first)
+        per_flush = -(-writer.flush_bytes // writer._raw.buffered_bytes())
+        writer.close(flush=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    count = n if per_flush >= n else per_flush * -(-n // per_flush)
+    return [first] + [make(seed) for seed in range(1, count)]
+
+
+def run(
+    payloads: list[bytes], spans: int, flush_every: int | None, warmups: int
+) -> dict[str, float]:
     """Ingests ``payloads`` into a fresh lake, after ``warmups`` runs into others that are
     thrown away; returns the measurements."""
     requests = len(payloads)
@@ -258,12 +289,17 @@ def run_as_served(payloads: list[bytes], spans: int, threads: int) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     """Runs both payloads and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=16,
+        help="requests of each kind (more for whole flushes when a flush takes fewer)",
+    )
     parser.add_argument(
         "--flush-every",
         type=int,
-        default=16,
-        help="requests per flush (16: as a serving writer under full load; 4: the earlier runs)",
+        help="flush every N requests of exactly --requests of each kind (the runs before"
+        " 2026-12-01: 16; before 2026-11-30 07:00 UTC: 4), instead of as a serving writer does",
     )
     parser.add_argument(
         "--warmups",
@@ -284,29 +320,36 @@ def main(argv: list[str] | None = None) -> int:
     n = 4 if args.quick else args.requests
     os.sched_setaffinity(0, {0})
     print(f"one core (pinned to cpu 0), load average {os.getloadavg()[0]:.1f} at start")
-    # Each kind: its directory for ``--dump``, its name in the table, its requests.
-    kinds = [
-        ("random", "decode bench payload (random)", [make_traces(seed=i) for i in range(n)]),
+    # Each kind: its directory for ``--dump``, its name in the table, its request of a seed.
+    makes: list[tuple[str, str, Callable[[int], bytes]]] = [
+        ("random", "decode bench payload (random)", lambda i: make_traces(seed=i)),
         (
             "realistic",
             "realistic traces",
-            [realistic_request(seed=i).SerializeToString() for i in range(n)],
+            lambda i: realistic_request(seed=i).SerializeToString(),
         ),
         (
             "interleaved",
             f"realistic, interleaved ({INTERLEAVE_WINDOW})",
-            [interleaved(realistic_request(seed=i), seed=i).SerializeToString() for i in range(n)],
+            lambda i: interleaved(realistic_request(seed=i), seed=i).SerializeToString(),
         ),
         (
             "live",
             "realistic, live (10 s a request)",
-            [
-                realistic_request(
-                    seed=i, start_ns=T0 + i * LIVE_WINDOW_S * SECOND, window_s=LIVE_WINDOW_S
-                ).SerializeToString()
-                for i in range(n)
-            ],
+            lambda i: realistic_request(
+                seed=i, start_ns=T0 + i * LIVE_WINDOW_S * SECOND, window_s=LIVE_WINDOW_S
+            ).SerializeToString(),
         ),
+    ]
+    kinds = [
+        (
+            kind,
+            name,
+            [make(i) for i in range(n)]
+            if args.flush_every is not None
+            else requests_for_whole_flushes(make, n),
+        )
+        for kind, name, make in makes
     ]
     if args.dump is not None:
         for kind, _, payloads in kinds:
@@ -317,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(payloads)} requests in {out}")
         return 0
     header = (
-        f"{'payload':32} {'B/req':>9} {'spans/s':>11} {'spans/s CPU':>12} "
+        f"{'payload':32} {'reqs':>4} {'B/req':>9} {'spans/s':>11} {'spans/s CPU':>12} "
         f"{'B/span':>7} {'compacted':>10} {'compact CPU':>12} {'+compaction':>12}"
         f"  | all merged: {'B/span':>7} {'CPU':>9}  | delta-rs: {'B/span':>7} {'CPU':>9}"
         f"  | {'faulted':>8}"
@@ -329,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         r = run(payloads, 8192, args.flush_every, args.warmups)
         results[name] = r
         print(
-            f"{name:32} {len(payloads[0]):>9,} {r['spans/s']:>11,.0f} {r['spans/s cpu']:>12,.0f} "
+            f"{name:32} {len(payloads):>4} {len(payloads[0]):>9,}"
+            f" {r['spans/s']:>11,.0f} {r['spans/s cpu']:>12,.0f} "
             f"{r['B/span']:>7.1f} {r['B/span compacted']:>10.1f}"
             f" {r['compact us/span']:>9.2f} us {r['sustained']:>12,.0f}"
             f"  |             {r['B/span merged']:>7.1f} {r['merged us/span']:>6.2f} us"
