@@ -2,7 +2,8 @@
 //! (`parquet_files::write_data_files`), without the WAL, rollups or Delta commits.
 //!
 //! Reads OTLP trace requests from a directory (`*.pb`, written by
-//! `python benches/bench_lake.py --dump DIR`: a directory per kind of request), decodes
+//! `python benches/bench_lake.py --dump DIR`: a directory per kind of request; the lake
+//! bench flushes the 24 random ones 12 at a time and the 16 of each other kind at once), decodes
 //! them once, then writes them `--flush-every` requests at a time into a temporary table
 //! directory, repeatedly, and prints µs per span and spans/s for the flush, best and
 //! median over the repetitions. With `--rollups`, each flush also aggregates its spans
