@@ -272,24 +272,31 @@ def run_as_served(
 
         def send() -> None:
             nonlocal busy
-            while True:
-                start.wait()
-                if stop:
-                    return
+            try:
                 while True:
-                    with lock:
-                        if not todo:
-                            break
-                        payload = todo.pop()
+                    start.wait()
+                    if stop:
+                        return
                     while True:
-                        try:
-                            writer.ingest_traces(payload)
-                            break
-                        except BusyError as e:
-                            with lock:
-                                busy += 1
-                            time.sleep(e.retry_after_ms / 1000)
-                done.wait()
+                        with lock:
+                            if not todo:
+                                break
+                            payload = todo.pop()
+                        while True:
+                            try:
+                                writer.ingest_traces(payload)
+                                break
+                            except BusyError as e:
+                                with lock:
+                                    busy += 1
+                                time.sleep(e.retry_after_ms / 1000)
+                    done.wait()
+            except BaseException:
+                # A failed send breaks the barriers, so that the run fails instead of
+                # waiting for it.
+                start.abort()
+                done.abort()
+                raise
 
         def phase(requests: list[bytes]) -> None:
             todo[:] = list(reversed(requests))
