@@ -65,6 +65,18 @@ const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 /// Delta's data-skipping prefix: string min/max statistics keep this many characters.
 const STATS_STRING_PREFIX: usize = 32;
 
+/// Largest dictionary page a column chunk is written with; a chunk whose distinct values
+/// need more is written PLAIN. arrow-rs's and parquet-mr's default is 1 MiB (Iceberg's
+/// 2 MiB). Attribute values mix a few near-unique values (URLs, addresses, timings) with
+/// many repeated ones: the 8192-span payload's need ~2.6 MB of dictionary a flush of 12
+/// requests (98K spans), ~3.3 MB a row group of 128K. Kept in a dictionary, zstd reads
+/// each distinct value once and the data pages are ids: on the flush bench 71M fewer
+/// instructions a flush of 12 requests (7% of it), 52.8 instead of 53.2 B/span, and 3%
+/// more spans/s of CPU in the lake (`benches/README.md`, lake). Columns of unique values
+/// (random ids) have no dictionary (`Layout::plain`); one that passes this limit anyway
+/// has hashed its values up to it for nothing, about 7M instructions a MiB of them.
+const DICTIONARY_PAGE_LIMIT: usize = 4 << 20;
+
 #[derive(Debug, Clone)]
 pub struct ParquetOptions {
     /// zstd level. On realistic spans (`benches/flush.rs`), level 2 writes 28.3 B/span
@@ -1162,6 +1174,7 @@ pub(crate) fn writer_properties(
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
         .set_dictionary_enabled(true)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(opts.row_group_rows))
         .set_sorting_columns(Some(sorting))
@@ -2400,6 +2413,56 @@ pub(crate) mod tests {
             timestamp_json(1_795_946_400_123_456_789),
             "\"2026-11-29T10:00:00.123456789Z\""
         );
+    }
+
+    /// A chunk keeps its dictionary while its distinct values fit in
+    /// [`DICTIONARY_PAGE_LIMIT`] (arrow-rs's default of 1 MiB would have given it up), and
+    /// is written PLAIN past it.
+    #[test]
+    fn a_dictionary_is_kept_up_to_its_page_limit() {
+        // 8192 spans whose names are all distinct: 1.7 MB of them, then 5 MB.
+        for (len, kept) in [(200, true), (600, false)] {
+            let spans = (0..8192u64)
+                .map(|n| Span {
+                    trace_id: trace_id(n / 8),
+                    span_id: (n + 1).to_be_bytes().to_vec(),
+                    name: format!("{n:0len$}"),
+                    start_time_unix_nano: DAY0 + n * SECOND,
+                    end_time_unix_nano: DAY0 + n * SECOND + 1_000,
+                    ..Default::default()
+                })
+                .collect();
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", "checkout")],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans,
+                        ..Default::default()
+                    }],
+                    schema_url: String::new(),
+                }],
+            };
+            let batch = decode_traces(&req.encode_to_vec(), &DecodeOptions::default())
+                .unwrap()
+                .batch;
+            let dir = TempDir::new("dictionary-limit");
+            let files =
+                write_data_files(&dir.0, SPANS, &[batch], &[], &ParquetOptions::default()).unwrap();
+            assert_eq!(files.len(), 1);
+            let reader = reader_with_bloom_filters(File::open(dir.0.join(&files[0].path)).unwrap());
+            let name_col = schema::spans_schema().index_of(col::SPAN_NAME).unwrap();
+            let chunk = reader.metadata().row_group(0).column(name_col);
+            let distinct = 8192 * (4 + len);
+            assert!(distinct > 1 << 20);
+            assert_eq!(distinct <= DICTIONARY_PAGE_LIMIT, kept);
+            assert_eq!(chunk.dictionary_page_offset().is_some(), kept, "{len}");
+            // Data pages of ids, or of values: a chunk written PLAIN has no id at all.
+            let ids = chunk.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+            assert_eq!(ids, kept, "{len}");
+        }
     }
 
     #[test]
