@@ -34,7 +34,10 @@
 //! Writing into blocks a file already has, whose pages are still cached, costs
 //! the kernel two fifths of what growing a new file does (page cache pages, buffer
 //! heads, block reservations, and the unlink that freed them all), and its
-//! `fdatasync` has no size to record.
+//! `fdatasync` has no size to record. A segment that has to be a new file (the
+//! log's first, or when no spare is left) has its blocks allocated when it is
+//! created, its size unchanged ([`reserve_blocks`]), so that its appends too
+//! write into blocks the file has.
 //!
 //! A recycled segment holds the old records past the new ones until it is sealed
 //! (cut to its length when the log rotates away from it) or the log is dropped.
@@ -303,7 +306,7 @@ impl Wal {
             Some(found) => found,
             None => {
                 let path = opts.dir.join(segment_name(next_seq));
-                create_segment(&path)?;
+                create_segment(&path, opts.segment_bytes)?;
                 (path, 0)
             }
         };
@@ -534,7 +537,7 @@ impl Wal {
         });
         let (file, size) = match reused {
             Some(reused) => reused,
-            None => (create_segment(&path)?, 0),
+            None => (create_segment(&path, self.segment_bytes)?, 0),
         };
         if self.durability == Durability::Fsync {
             if let Err(e) = sync_dir(&self.dir) {
@@ -896,9 +899,10 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// Opens a new, empty segment. An empty file already there is a leftover of a
-/// rotation that failed after creating it, and is taken over.
-fn create_segment(path: &Path) -> io::Result<File> {
+/// Opens a new, empty segment with `reserve` bytes of disk blocks set aside for it
+/// ([`reserve_blocks`]). An empty file already there is a leftover of a rotation that
+/// failed after creating it, and is taken over.
+fn create_segment(path: &Path, reserve: u64) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -911,7 +915,28 @@ fn create_segment(path: &Path) -> io::Result<File> {
             format!("segment {} already has data", path.display()),
         ));
     }
+    reserve_blocks(&file, reserve);
     Ok(file)
+}
+
+/// Allocates the disk blocks of the empty `file`'s first `bytes` without changing its
+/// size (`fallocate` with `FALLOC_FL_KEEP_SIZE`, as RocksDB does for its log files), so
+/// that appends to a new segment write into blocks it has, as they do into a spare,
+/// instead of reserving blocks page by page as the file grows: on ext4, 357-359 -> 271-281
+/// µs of CPU a MB appended with fsync, against 146-160 for a spare (`benches/wal.rs`,
+/// a new file at every rotation). Reading
+/// stops at the file's size, so recovery never sees the reserved blocks; a sealed or
+/// deleted segment gives back what it did not use. Best effort: where the call fails (a
+/// filesystem without it, too little space) blocks it may have allocated are given back
+/// and appends grow the file as they otherwise would.
+fn reserve_blocks(file: &File, bytes: u64) {
+    #[cfg(target_os = "linux")]
+    if rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, bytes).is_err() {
+        // Truncating to the size the file has frees blocks allocated past it.
+        let _ = file.set_len(0);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, bytes);
 }
 
 /// Copies a damaged stretch to `quarantine/`, named after its segment and
@@ -1385,6 +1410,40 @@ mod tests {
             }
         }
         copy
+    }
+
+    /// A new segment has its blocks before its first append, its size still 0; it
+    /// grows as records are appended into them, and a reopened log reads exactly what
+    /// was appended, not the reserved space after it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn new_segments_reserve_their_blocks_and_keep_their_size() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new("reserve");
+        let segment_bytes = 1 << 20;
+        let (wal, _, _) = open(small_segments(dir.path(), segment_bytes));
+        let segment = |dir: &Path| {
+            let (_, path) = list_segments(dir).unwrap().pop().unwrap();
+            fs::metadata(path).unwrap()
+        };
+        let fresh = segment(dir.path());
+        assert_eq!(fresh.len(), 0);
+        assert!(
+            fresh.blocks() * 512 >= segment_bytes,
+            "{} blocks",
+            fresh.blocks()
+        );
+        let seqs: Vec<u64> = (0..3u64)
+            .map(|i| wal.append(0, &payload(i, 1000)).unwrap())
+            .collect();
+        let written = segment(dir.path());
+        assert_eq!(written.len(), 3 * (HEADER as u64 + 1000));
+        assert_eq!(written.blocks(), fresh.blocks());
+        drop(wal);
+        let (_, replayed, report) = open(small_segments(dir.path(), segment_bytes));
+        let got: Vec<u64> = replayed.iter().map(|r| r.seq).collect();
+        assert_eq!(got, seqs);
+        assert_eq!(report.torn_tail_bytes, 0);
     }
 
     #[cfg(unix)]
