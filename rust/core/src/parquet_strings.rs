@@ -206,9 +206,9 @@ struct Dictionary<'a> {
     page_bytes: usize,
     /// The writer's dictionary page limit. A chunk whose dictionary passes it is written
     /// PLAIN, which reads values, not ids: from then on each value looked up is appended
-    /// as it comes, with no hash and no search (`values` may then repeat a value). Nearly
-    /// unique values (random ids, the URLs and addresses of the 8192-span payload) pass
-    /// it a fraction of the way into a row group of 128K rows.
+    /// as it comes, with no hash and no search (`values` may then repeat a value). A
+    /// column of nearly unique values that has a dictionary (trace ids of single-span
+    /// traces, log bodies with ids in them) passes it part of the way into a row group.
     limit: usize,
 }
 
