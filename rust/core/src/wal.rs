@@ -923,12 +923,12 @@ fn create_segment(path: &Path, reserve: u64) -> io::Result<File> {
 /// size (`fallocate` with `FALLOC_FL_KEEP_SIZE`, as RocksDB does for its log files), so
 /// that appends to a new segment write into blocks it has, as they do into a spare,
 /// instead of reserving blocks page by page as the file grows: on ext4, 357-359 -> 271-281
-/// µs of CPU a MB appended with fsync, against 146-160 for a spare (`benches/wal.rs`,
-/// a new file at every rotation). Reading
-/// stops at the file's size, so recovery never sees the reserved blocks; a sealed or
-/// deleted segment gives back what it did not use. Best effort: where the call fails (a
-/// filesystem without it, too little space) blocks it may have allocated are given back
-/// and appends grow the file as they otherwise would.
+/// µs of CPU a MB appended with fsync, against 146-160 for a spare (`benches/wal.rs`, a
+/// new file at every rotation). Reading stops at the file's size, so recovery never sees
+/// the reserved blocks. A deleted segment gives them back; one kept as a spare keeps them
+/// for its next use, until a rotation seals it at its length. Best effort: where the call
+/// fails (a filesystem without it, too little space) blocks it may have allocated are
+/// given back and appends grow the file as they otherwise would.
 fn reserve_blocks(file: &File, bytes: u64) {
     #[cfg(target_os = "linux")]
     if rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, bytes).is_err() {
