@@ -92,16 +92,6 @@ def otlp_json(
     upper_hex: bool = False,
 ) -> bytes:
     """``request`` in OTLP/JSON, in one of the spellings the specification allows."""
-    with _recursion_limit(RECURSION_LIMIT):
-        return _otlp_json(request, snake_case, enum_numbers, int_numbers, upper_hex)
-
-
-def _otlp_json(
-    request: Message, snake_case: bool, enum_numbers: bool, int_numbers: bool, upper_hex: bool
-) -> bytes:
-    doc = json_format.MessageToDict(
-        request, preserving_proto_field_name=snake_case, use_integers_for_enums=enum_numbers
-    )
 
     def fix(key: str, value: Any) -> Any:
         if key in ID_FIELDS and isinstance(value, str):
@@ -111,7 +101,11 @@ def _otlp_json(
             return int(value)
         return value
 
-    return json.dumps(_walk(doc, fix)).encode()
+    with _recursion_limit(RECURSION_LIMIT):
+        doc = json_format.MessageToDict(
+            request, preserving_proto_field_name=snake_case, use_integers_for_enums=enum_numbers
+        )
+        return json.dumps(_walk(doc, fix)).encode()
 
 
 spellings = st.fixed_dictionaries(
