@@ -195,18 +195,28 @@ fn entry_runs<'b>(maps: &'b [&MapArray], runs: &'b [Run]) -> impl Iterator<Item 
 /// slots by their stored hash without hashing a value again. The hash is [`hash`], a few
 /// multiplies for the short strings of telemetry where ahash's fallback spends about as
 /// much again setting up and finishing.
+///
+/// The values themselves are copied, as they are first seen, into the PLAIN dictionary
+/// page that the chunk will write (`page`). A lookup that finds its value then compares it
+/// with that copy, in one compact buffer, rather than with the value's first occurrence,
+/// which may be anywhere in the flush's input (a column of a few hundred thousand distinct
+/// values has its first occurrences spread over tens of megabytes).
 struct Dictionary<'a> {
     /// A power of two of slots, each 0 (empty) or `hash << 32 | (id + 1)`.
     slots: Vec<u64>,
     /// Random per dictionary, so that values cannot be chosen to collide.
     seed: u64,
-    /// Each distinct, in first-seen order, until `page_bytes` passes `limit`.
-    values: Vec<&'a [u8]>,
-    /// Size of the PLAIN dictionary page: a 4-byte length and the bytes of each value.
-    page_bytes: usize,
+    /// The PLAIN dictionary page: each distinct value's length (4 bytes, little-endian)
+    /// and bytes, in id order.
+    page: Vec<u8>,
+    /// Where each id's length starts in `page`. At most `limit` (a value is added only
+    /// while the page is within it), so a `u32`: `limit` is capped at `u32::MAX`.
+    starts: Vec<u32>,
+    /// The values added once the page has passed `limit`, their ids following the page's.
+    beyond: Vec<&'a [u8]>,
     /// The writer's dictionary page limit. A chunk whose dictionary passes it is written
-    /// PLAIN, which reads values, not ids: from then on each value looked up is appended
-    /// as it comes, with no hash and no search (`values` may then repeat a value). A
+    /// PLAIN, which reads values, not ids: from then on each value looked up is added
+    /// to `beyond` as it comes, with no hash and no search (so it may repeat a value). A
     /// column of nearly unique values that has a dictionary (trace ids of single-span
     /// traces, log bodies with ids in them) passes it part of the way into a row group.
     limit: usize,
@@ -224,16 +234,52 @@ impl<'a> Dictionary<'a> {
         Dictionary {
             slots: vec![0; Self::INITIAL_SLOTS],
             seed,
-            values: Vec::new(),
-            page_bytes: 0,
-            limit,
+            page: Vec::new(),
+            starts: Vec::new(),
+            beyond: Vec::new(),
+            // A page is far smaller than 4 GiB in practice (its size in Parquet's page
+            // header is an `i32`); the cap keeps `starts` in 32 bits whatever the limit.
+            limit: limit.min(u32::MAX as usize),
         }
+    }
+
+    /// How many ids the dictionary has given.
+    fn len(&self) -> usize {
+        self.starts.len() + self.beyond.len()
+    }
+
+    /// Whether the page has passed the limit, so that the chunk is written PLAIN.
+    fn passed_limit(&self) -> bool {
+        self.page.len() > self.limit
+    }
+
+    /// The value of `id`.
+    fn value(&self, id: u32) -> &[u8] {
+        match self.starts.get(id as usize) {
+            Some(&start) => self.entry(start),
+            None => self.beyond[id as usize - self.starts.len()],
+        }
+    }
+
+    /// Each id's value, in id order.
+    fn values(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        (self.starts.iter().map(|&start| self.entry(start))).chain(self.beyond.iter().copied())
+    }
+
+    /// The value whose length starts at `start` of the page.
+    #[inline]
+    fn entry(&self, start: u32) -> &[u8] {
+        let start = start as usize;
+        let len = self.page[start..]
+            .first_chunk::<4>()
+            .map_or(0, |len| u32::from_le_bytes(*len) as usize);
+        &self.page[start + 4..start + 4 + len]
     }
 
     /// The id of `value`, added to the dictionary if it is not in it yet (or, once the
     /// page has passed the limit, added).
     fn intern(&mut self, value: &'a [u8]) -> u32 {
-        if self.page_bytes > self.limit {
+        if self.passed_limit() {
             return self.append(value);
         }
         let hash = hash(value, self.seed);
@@ -245,16 +291,18 @@ impl<'a> Dictionary<'a> {
                 break;
             }
             let id = (slot as u32).wrapping_sub(1);
-            if (slot >> 32) as u32 == hash && same_bytes(self.values[id as usize], value) {
+            if (slot >> 32) as u32 == hash
+                && same_bytes(self.entry(self.starts[id as usize]), value)
+            {
                 return id;
             }
             at = (at + 1) & mask;
         }
-        let id = self.values.len() as u32;
-        self.values.push(value);
-        self.page_bytes += 4 + value.len();
+        let id = self.starts.len() as u32;
+        self.starts.push(self.page.len() as u32);
+        push_plain(&mut self.page, value);
         self.slots[at] = (u64::from(hash) << 32) | u64::from(id + 1);
-        if 2 * self.values.len() > self.slots.len() {
+        if 2 * self.starts.len() > self.slots.len() {
             self.grow();
         }
         id
@@ -264,9 +312,8 @@ impl<'a> Dictionary<'a> {
     #[cold]
     #[inline(never)]
     fn append(&mut self, value: &'a [u8]) -> u32 {
-        self.values.push(value);
-        self.page_bytes += 4 + value.len();
-        (self.values.len() - 1) as u32
+        self.beyond.push(value);
+        (self.len() - 1) as u32
     }
 
     /// Doubles the table, each slot moved to where its stored hash leads in the new one.
@@ -431,7 +478,7 @@ impl Interned<'_> {
                     values_end += ids.len();
                     bytes += ids
                         .iter()
-                        .map(|&id| 4 + self.dictionary.values[id as usize].len())
+                        .map(|&id| 4 + self.dictionary.value(id).len())
                         .sum::<usize>();
                     if bytes > byte_limit && end > first {
                         return end;
@@ -911,7 +958,7 @@ impl StringChunkWriter {
         let interned = intern(&leaf, max_def, limit);
         let dictionary = &interned.dictionary;
         // A column of nulls only still gets its (empty) dictionary, as arrow-rs writes it.
-        let use_dictionary = dictionary.page_bytes <= limit;
+        let use_dictionary = !dictionary.passed_limit();
         let codec = props.compression(descr.path());
 
         let mut pages = ChunkPages::new();
@@ -919,17 +966,17 @@ impl StringChunkWriter {
         let mut encoding_stats = Vec::new();
 
         if use_dictionary {
-            self.page.clear();
-            for value in &dictionary.values {
-                push_plain(&mut self.page, value);
-            }
             let page = Page::DictionaryPage {
-                buf: self.compress(dictionary_codec(codec))?,
-                num_values: dictionary.values.len() as u32,
+                buf: compress(
+                    &mut self.compressor,
+                    dictionary_codec(codec),
+                    &dictionary.page,
+                )?,
+                num_values: dictionary.len() as u32,
                 encoding: Encoding::PLAIN,
                 is_sorted: false,
             };
-            pages.write(page, self.page.len(), None)?;
+            pages.write(page, dictionary.page.len(), None)?;
             encodings.push(Encoding::PLAIN);
             encoding_stats.push(PageEncodingStats {
                 page_type: PageType::DICTIONARY_PAGE,
@@ -942,7 +989,7 @@ impl StringChunkWriter {
             false => Encoding::PLAIN,
         };
         encodings.push(value_encoding);
-        let id_width = bit_width(dictionary.values.len().saturating_sub(1) as u32).max(1);
+        let id_width = bit_width(dictionary.len().saturating_sub(1) as u32).max(1);
 
         let (row_limit, byte_limit) = page_limits(props);
         let id_bytes = use_dictionary.then(|| usize::from(id_width).div_ceil(8));
@@ -966,7 +1013,7 @@ impl StringChunkWriter {
                 rle_hybrid(ids, id_width, &mut self.page);
             } else {
                 for &id in ids {
-                    push_plain(&mut self.page, dictionary.values[id as usize]);
+                    push_plain(&mut self.page, dictionary.value(id));
                 }
             }
             let num_values = match (max_rep, max_def) {
@@ -1001,7 +1048,7 @@ impl StringChunkWriter {
             .set_num_values(num_values as i64);
         if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
             builder = builder.set_statistics(statistics(
-                &dictionary.values,
+                dictionary.values(),
                 interned.nulls,
                 props.statistics_truncate_length(),
             ));
@@ -1012,10 +1059,10 @@ impl StringChunkWriter {
         // than needed, whose false positives are rarer than `fpp`).
         let bloom_filter = match props.bloom_filter_properties(descr.path()) {
             Some(bloom) => {
-                let ndv = dictionary.values.len().max(1) as u64;
+                let ndv = dictionary.len().max(1) as u64;
                 let mut filter = Sbbf::new_with_ndv_fpp(ndv, bloom.fpp())?;
-                for value in &dictionary.values {
-                    filter.insert(*value);
+                for value in dictionary.values() {
+                    filter.insert(value);
                 }
                 Some(filter)
             }
@@ -1136,9 +1183,9 @@ impl StringChunkWriter {
             }])
             .set_num_values(rows as i64);
         if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
-            let bounds: Vec<&[u8]> = bounds.map_or(vec![], |(min, max)| vec![min, max]);
+            let bounds = bounds.into_iter().flat_map(|(min, max)| [min, max]);
             builder = builder.set_statistics(statistics(
-                &bounds,
+                bounds,
                 nulls,
                 props.statistics_truncate_length(),
             ));
@@ -1163,27 +1210,35 @@ impl StringChunkWriter {
 
     /// `self.page` compressed with `codec`.
     fn compress(&mut self, codec: Compression) -> Result<Bytes> {
-        match codec {
-            Compression::ZSTD(level) => {
-                let level = level.compression_level();
-                let compressor = match &mut self.compressor {
-                    Some((c, l)) if *l == level => c,
-                    Some((c, l)) => {
-                        // The dictionary page's level, then the data pages': a parameter of
-                        // the context, not a new context.
-                        c.set_compression_level(level)?;
-                        *l = level;
-                        c
-                    }
-                    slot => &mut slot.insert((zstd::bulk::Compressor::new(level)?, level)).0,
-                };
-                zstd_page(compressor, &self.page)
-            }
-            Compression::UNCOMPRESSED => Ok(Bytes::copy_from_slice(&self.page)),
-            other => {
-                Err(ParquetError::NYI(format!("string chunks compressed with {other}")).into())
-            }
+        compress(&mut self.compressor, codec, &self.page)
+    }
+}
+
+/// `page` compressed with `codec`, by the zstd context in `compressor` (made there at
+/// first use).
+fn compress(
+    compressor: &mut Option<(zstd::bulk::Compressor<'static>, i32)>,
+    codec: Compression,
+    page: &[u8],
+) -> Result<Bytes> {
+    match codec {
+        Compression::ZSTD(level) => {
+            let level = level.compression_level();
+            let compressor = match compressor {
+                Some((c, l)) if *l == level => c,
+                Some((c, l)) => {
+                    // The dictionary page's level, then the data pages': a parameter of
+                    // the context, not a new context.
+                    c.set_compression_level(level)?;
+                    *l = level;
+                    c
+                }
+                slot => &mut slot.insert((zstd::bulk::Compressor::new(level)?, level)).0,
+            };
+            zstd_page(compressor, page)
         }
+        Compression::UNCOMPRESSED => Ok(Bytes::copy_from_slice(page)),
+        other => Err(ParquetError::NYI(format!("string chunks compressed with {other}")).into()),
     }
 }
 
@@ -1249,9 +1304,13 @@ fn dictionary_codec(codec: Compression) -> Compression {
 
 /// Chunk statistics from the distinct values (or all of them): min, max (cut to `truncate`
 /// bytes, then marked inexact) and the null count.
-fn statistics(values: &[&[u8]], nulls: u64, truncate: Option<usize>) -> Statistics {
-    let min = values.iter().copied().min();
-    let max = values.iter().copied().max();
+fn statistics<'v>(
+    values: impl Iterator<Item = &'v [u8]> + Clone,
+    nulls: u64,
+    truncate: Option<usize>,
+) -> Statistics {
+    let min = values.clone().min();
+    let max = values.max();
     let (min, min_exact) = match (min, truncate) {
         (Some(v), Some(limit)) if v.len() > limit => (Some(cut_utf8(v, limit).to_vec()), false),
         (v, _) => (v.map(<[u8]>::to_vec), true),
@@ -2006,12 +2065,15 @@ mod tests {
             assert_eq!(dictionary.intern(v), k as u32);
         }
         assert_eq!(dictionary.intern(b"not seen"), values.len() as u32);
-        assert_eq!(dictionary.values.len(), values.len() + 1);
+        assert_eq!(dictionary.len(), values.len() + 1);
         assert_eq!(
-            dictionary.page_bytes,
+            dictionary.page.len(),
             values.iter().map(|v| 4 + v.len()).sum::<usize>() + 4 + 8
         );
-        assert!(dictionary.slots.len() >= 2 * dictionary.values.len());
+        assert!(dictionary.slots.len() >= 2 * dictionary.len());
+        for (k, v) in values.iter().enumerate() {
+            assert_eq!(dictionary.value(k as u32), *v);
+        }
     }
 
     #[test]
@@ -2163,7 +2225,7 @@ mod tests {
     #[test]
     fn statistics_bounds_hold_when_cut() {
         let v = "aé".repeat(40);
-        let stats = statistics(&[v.as_bytes(), b"b"], 3, Some(64));
+        let stats = statistics([v.as_bytes(), b"b"].into_iter(), 3, Some(64));
         let Statistics::ByteArray(s) = stats else {
             panic!()
         };
