@@ -191,7 +191,9 @@ def compaction_properties(table: str) -> WriterProperties:
     """
     if table not in TABLES:
         return WriterProperties(compression="ZSTD", compression_level=3)
-    plain = dict(_core.plain_columns(table))
+    # Top-level columns only: delta-rs sets column properties by a name of one part (and
+    # names list items ``element``, not ``item``), so a nested leaf's entry would not apply.
+    plain = {name: enc for name, enc in _core.plain_columns(table) if "." not in name}
     columns = {
         name: ColumnProperties(dictionary_enabled=False, encoding=encoding)  # type: ignore[arg-type]
         for name, encoding in plain.items()

@@ -4,6 +4,14 @@
 //! columns of random ids, which have no dictionary, are PLAIN pages filled straight from
 //! the rows ([`StringChunkWriter::write_plain`]).
 //!
+//! Lists of structs of strings and string maps (a span's `events` and `links`) are written
+//! here too, leaf by leaf, with their levels worked out from the list offsets as the rows
+//! are read ([`walk_list`]): arrow-rs would need the column gathered into sorted order
+//! first, then its levels computed for every leaf (on the flush bench of the random
+//! payload, 7-8% of a flush went to events that way). An event's time, the one leaf that is
+//! not a string, is written PLAIN alongside ([`StringChunkWriter::write_list_integers`]),
+//! since a list column's leaves are written here all or not at all.
+//!
 //! Once rows are sorted, most of a span's strings equal the string at the same place in the
 //! row before: the resource's and scope's columns and attributes are the same for every span
 //! of a service, and attribute keys come in the same order span after span. arrow-rs hashes
@@ -78,6 +86,85 @@ enum Parts<'a> {
     MapKeys(Vec<&'a MapArray>),
     /// The values of a non-null `Map<Utf8, Utf8>` column.
     MapValues(Vec<&'a MapArray>),
+    /// One leaf of field `field` of the struct items of a non-null `List<Struct>` column
+    /// (`events`, `links`), whose items are nullable when `item_nullable`.
+    List {
+        lists: Vec<ListPart<'a>>,
+        field: usize,
+        kind: ItemLeaf,
+        item_nullable: bool,
+    },
+}
+
+/// A part of a `List<Struct>` column: its list offsets, its struct items and their nulls.
+#[derive(Clone, Copy)]
+pub(crate) struct ListPart<'a> {
+    offsets: &'a [i32],
+    items: &'a arrow_array::StructArray,
+    item_nulls: Option<&'a NullBuffer>,
+}
+
+impl<'a> ListPart<'a> {
+    fn new(array: &'a ArrayRef) -> Self {
+        let list = array.as_list::<i32>();
+        let items = list.values().as_struct();
+        ListPart {
+            offsets: list.value_offsets(),
+            items,
+            item_nulls: items.nulls().filter(|n| n.null_count() > 0),
+        }
+    }
+}
+
+/// What a leaf of a list's struct items is: the field's kind, for the leaves this module
+/// writes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ItemLeaf {
+    /// A `Utf8` field.
+    Strings { nullable: bool },
+    /// The keys of a non-null `Map<Utf8, Utf8>` field.
+    MapKeys { values_nullable: bool },
+    /// Its values.
+    MapValues { values_nullable: bool },
+    /// A non-null `Int64` or nanosecond timestamp field (an event's time), written PLAIN.
+    Int64,
+}
+
+impl ItemLeaf {
+    /// The kind of `field`'s first leaf, if this module writes its leaves.
+    fn of(field: &arrow_schema::Field) -> Option<ItemLeaf> {
+        match field.data_type() {
+            DataType::Utf8 => Some(ItemLeaf::Strings {
+                nullable: field.is_nullable(),
+            }),
+            DataType::Map(entries, _) if string_map(field.data_type()) => {
+                let values_nullable = match entries.data_type() {
+                    DataType::Struct(fields) => fields[1].is_nullable(),
+                    _ => return None,
+                };
+                Some(ItemLeaf::MapKeys { values_nullable })
+            }
+            DataType::Int64 | DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _)
+                if !field.is_nullable() =>
+            {
+                Some(ItemLeaf::Int64)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether `data_type` is a map of strings to strings.
+fn string_map(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(fields) => {
+                fields.len() == 2 && fields.iter().all(|f| f.data_type() == &DataType::Utf8)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 impl<'a> StringLeaf<'a> {
@@ -87,10 +174,9 @@ impl<'a> StringLeaf<'a> {
     pub(crate) fn encodes(data_type: &DataType) -> bool {
         match data_type {
             DataType::Utf8 => true,
-            DataType::Map(entries, _) => match entries.data_type() {
-                DataType::Struct(fields) => {
-                    fields.len() == 2 && fields.iter().all(|f| f.data_type() == &DataType::Utf8)
-                }
+            DataType::Map(..) => string_map(data_type),
+            DataType::List(item) => match item.data_type() {
+                DataType::Struct(fields) => fields.iter().all(|f| ItemLeaf::of(f).is_some()),
                 _ => false,
             },
             _ => false,
@@ -119,6 +205,56 @@ impl<'a> StringLeaf<'a> {
             DataType::Utf8 => Some(vec![leaf(Parts::Flat(
                 parts.iter().map(|a| a.as_string::<i32>()).collect(),
             ))]),
+            DataType::List(item) => {
+                let lists: Vec<ListPart<'a>> = parts.iter().map(ListPart::new).collect();
+                let list_nulls: Vec<_> = parts.iter().map(|a| a.nulls()).collect();
+                if null_count(&list_nulls, runs.iter().copied()) > 0 {
+                    return None;
+                }
+                let DataType::Struct(fields) = item.data_type() else {
+                    return None;
+                };
+                let mut leaves = Vec::new();
+                for (index, field) in fields.iter().enumerate() {
+                    let kind = ItemLeaf::of(field)?;
+                    // Nulls this module does not write: in a required field, or in a map
+                    // or its entries (whole arrays checked, not only the rows written).
+                    let column = |l: &ListPart<'a>| l.items.column(index);
+                    let unwritten = match kind {
+                        ItemLeaf::Strings { nullable: true } => false,
+                        ItemLeaf::Strings { nullable: false } | ItemLeaf::Int64 => {
+                            lists.iter().any(|l| column(l).null_count() > 0)
+                        }
+                        ItemLeaf::MapKeys { values_nullable }
+                        | ItemLeaf::MapValues { values_nullable } => lists.iter().any(|l| {
+                            let map = column(l).as_map();
+                            map.null_count() > 0
+                                || map.entries().null_count() > 0
+                                || map.keys().null_count() > 0
+                                || (!values_nullable && map.values().null_count() > 0)
+                        }),
+                    };
+                    if unwritten {
+                        return None;
+                    }
+                    let list_leaf = |kind| {
+                        leaf(Parts::List {
+                            lists: lists.clone(),
+                            field: index,
+                            kind,
+                            item_nullable: item.is_nullable(),
+                        })
+                    };
+                    match kind {
+                        ItemLeaf::MapKeys { values_nullable } => {
+                            leaves.push(list_leaf(kind));
+                            leaves.push(list_leaf(ItemLeaf::MapValues { values_nullable }));
+                        }
+                        kind => leaves.push(list_leaf(kind)),
+                    }
+                }
+                Some(leaves)
+            }
             _ => {
                 let maps: Vec<&MapArray> = parts.iter().map(|a| a.as_map()).collect();
                 let map_nulls: Vec<_> = maps.iter().map(|m| m.nulls()).collect();
@@ -150,6 +286,8 @@ impl<'a> StringLeaf<'a> {
                 let nulls: Vec<_> = maps.iter().map(|&m| self.map_strings(m).nulls()).collect();
                 null_count(&nulls, entry_runs(maps, self.runs))
             }
+            // Not needed: a list leaf's levels follow from its schema alone (`fits`).
+            Parts::List { .. } => 0,
         }
     }
 
@@ -169,6 +307,19 @@ impl<'a> StringLeaf<'a> {
             Parts::Flat(_) => rep == 0 && (def == 1 || (def == 0 && self.null_count() == 0)),
             Parts::MapKeys(_) => rep == 1 && def == 1 && self.null_count() == 0,
             Parts::MapValues(_) => rep == 1 && (def == 2 || (def == 1 && self.null_count() == 0)),
+            Parts::List {
+                kind,
+                item_nullable,
+                ..
+            } => {
+                let levels = ListLevels::new(kind, item_nullable);
+                let physical = match kind {
+                    ItemLeaf::Int64 => parquet::basic::Type::INT64,
+                    _ => parquet::basic::Type::BYTE_ARRAY,
+                };
+                (rep, def) == (levels.max_rep, i16::from(levels.max_def))
+                    && descr.physical_type() == physical
+            }
         }
     }
 }
@@ -571,6 +722,16 @@ const KEY_LISTS: usize = 4;
 /// first occurrence, so the ids are the same as hashing every value would give: a
 /// group's first row is always read.
 fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a> {
+    if let Parts::List {
+        lists,
+        field,
+        kind,
+        item_nullable,
+    } = &leaf.parts
+    {
+        let levels = ListLevels::new(*kind, *item_nullable);
+        return intern_list(lists, leaf.runs, *field, levels, limit);
+    }
     let rows = leaf.len();
     let mut out = Interned {
         dictionary: Dictionary::new(limit),
@@ -808,8 +969,173 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             out.rep.truncate(level);
             out.def.truncate(level);
         }
+        // Interned above.
+        Parts::List { .. } => {}
     }
     out
+}
+
+/// The levels of a list leaf ([`Parts::List`]), from the schema alone. The list is
+/// required, so it has no level of its own: definition level 0 is an empty list, `item`
+/// an item there (1, or 2 when items are nullable, 1 being a null item). A field of the
+/// item is `item`, or `item + 1` when it is nullable and has a value; a map field is
+/// `item` when empty, `item + 1` for an entry's key, and its value one more when values
+/// are nullable and it has one. Repetition level 0 starts a row, 1 an item, 2 a map entry
+/// after the item's first.
+#[derive(Clone, Copy)]
+struct ListLevels {
+    kind: ItemLeaf,
+    item: u8,
+    max_def: u8,
+    max_rep: i16,
+    /// Whether the leaf is a map's keys or values (one slot per entry).
+    map: bool,
+    /// Whether a slot with no value (null) is possible for an item that is there.
+    nullable: bool,
+}
+
+impl ListLevels {
+    fn new(kind: ItemLeaf, item_nullable: bool) -> Self {
+        let item = 1 + u8::from(item_nullable);
+        let (max_def, map, nullable) = match kind {
+            ItemLeaf::Strings { nullable } => (item + u8::from(nullable), false, nullable),
+            ItemLeaf::Int64 => (item, false, false),
+            ItemLeaf::MapKeys { .. } => (item + 1, true, false),
+            ItemLeaf::MapValues { values_nullable } => {
+                (item + 1 + u8::from(values_nullable), true, values_nullable)
+            }
+        };
+        ListLevels {
+            kind,
+            item,
+            max_def,
+            max_rep: if map { 2 } else { 1 },
+            map,
+            nullable,
+        }
+    }
+}
+
+/// The levels of a list leaf's rows, as [`Interned`] holds them.
+#[derive(Default)]
+struct LeafLevels {
+    def: Vec<u8>,
+    rep: Vec<u8>,
+    row_ends: Vec<(u32, u32)>,
+    nulls: u64,
+}
+
+/// Walks the rows of a list leaf in order, pushing each slot's levels into `out` and, for
+/// each slot with a value, calling `value(part, index, position)`: `index` the value's
+/// place in the field's array (for a map, in its entries' arrays), `position` its place
+/// in its map (0 for other fields).
+fn walk_list<'a>(
+    lists: &[ListPart<'a>],
+    runs: &[Run],
+    field: usize,
+    levels: ListLevels,
+    mut value: impl FnMut(usize, usize, usize),
+) -> LeafLevels {
+    let mut out = LeafLevels::default();
+    let mut values = 0u32;
+    let (item, max) = (levels.item, levels.max_def);
+    for run in runs {
+        let part = &lists[run.batch];
+        let column = part.items.column(field);
+        // Per part: the map's entry offsets, and the nulls of the leaf's own values.
+        let (entries, value_nulls) = match levels.map {
+            true => {
+                let map = column.as_map();
+                let strings = match levels.kind {
+                    ItemLeaf::MapKeys { .. } => map.keys(),
+                    _ => map.values(),
+                };
+                (Some(map.value_offsets()), strings.nulls())
+            }
+            false => (None, column.nulls()),
+        };
+        let value_nulls = value_nulls.filter(|n| levels.nullable && n.null_count() > 0);
+        for i in run.start..run.start + run.len {
+            let (first, last) = (part.offsets[i] as usize, part.offsets[i + 1] as usize);
+            if first == last {
+                out.def.push(0);
+                out.rep.push(0);
+                out.nulls += 1;
+            }
+            for j in first..last {
+                let rep = u8::from(j > first);
+                if part.item_nulls.is_some_and(|n| n.is_null(j)) {
+                    out.def.push(item - 1);
+                    out.rep.push(rep);
+                    out.nulls += 1;
+                    continue;
+                }
+                let (start, end) = match entries {
+                    Some(offsets) => (offsets[j] as usize, offsets[j + 1] as usize),
+                    None => (j, j + 1),
+                };
+                if start == end {
+                    // An empty map.
+                    out.def.push(item);
+                    out.rep.push(rep);
+                    out.nulls += 1;
+                }
+                for (k, e) in (start..end).enumerate() {
+                    out.rep.push(if k == 0 { rep } else { 2 });
+                    if value_nulls.is_some_and(|n| n.is_null(e)) {
+                        out.def.push(max - 1);
+                        out.nulls += 1;
+                    } else {
+                        out.def.push(max);
+                        value(run.batch, e, k);
+                        values += 1;
+                    }
+                }
+            }
+            out.row_ends.push((out.def.len() as u32, values));
+        }
+    }
+    out
+}
+
+/// [`intern`] of a string leaf of a list's items.
+fn intern_list<'a>(
+    lists: &[ListPart<'a>],
+    runs: &[Run],
+    field: usize,
+    levels: ListLevels,
+    limit: usize,
+) -> Interned<'a> {
+    let strings: Vec<&'a StringArray> = lists
+        .iter()
+        .map(|l| {
+            let column = l.items.column(field);
+            match levels.kind {
+                ItemLeaf::MapKeys { .. } => column.as_map().keys(),
+                ItemLeaf::MapValues { .. } => column.as_map().values(),
+                _ => column,
+            }
+            .as_string::<i32>()
+        })
+        .collect();
+    let mut dictionary = Dictionary::new(limit);
+    let mut previous = Previous(Vec::new());
+    let mut ids = Vec::new();
+    let walked = walk_list(lists, runs, field, levels, |part, index, position| {
+        ids.push(previous.id_of(
+            &mut dictionary,
+            position,
+            strings[part].value(index).as_bytes(),
+        ));
+    });
+    Interned {
+        dictionary,
+        ids,
+        def: walked.def,
+        rep: walked.rep,
+        row_ends: walked.row_ends,
+        nulls: walked.nulls,
+    }
 }
 
 /// What a run of a flat leaf reads of its part: bytes, offsets, and nulls if it has any.
@@ -928,9 +1254,18 @@ impl StringChunkWriter {
         descr: &ColumnDescPtr,
         props: &WriterProperties,
     ) -> bool {
+        let dictionary = props.dictionary_enabled(descr.path());
         Self::writes_leaf(descr.path(), props)
             && leaf.fits(descr)
-            && (props.dictionary_enabled(descr.path()) || matches!(leaf.parts, Parts::Flat(_)))
+            && match leaf.parts {
+                Parts::Flat(_) => true,
+                // Integers are written PLAIN only.
+                Parts::List {
+                    kind: ItemLeaf::Int64,
+                    ..
+                } => !dictionary,
+                _ => dictionary,
+            }
     }
 
     /// Whether a string leaf at `path` is one this module writes under `props` (when its
@@ -950,6 +1285,16 @@ impl StringChunkWriter {
         descr: &ColumnDescPtr,
         props: &WriterProperties,
     ) -> Result<(Bytes, ColumnCloseResult)> {
+        if let Parts::List {
+            lists,
+            field,
+            kind: ItemLeaf::Int64,
+            item_nullable,
+        } = &leaf.parts
+        {
+            let levels = ListLevels::new(ItemLeaf::Int64, *item_nullable);
+            return self.write_list_integers(lists, leaf.runs, *field, levels, descr, props);
+        }
         if !props.dictionary_enabled(descr.path()) {
             return self.write_plain(leaf, descr, props);
         }
@@ -959,7 +1304,8 @@ impl StringChunkWriter {
         let dictionary = &interned.dictionary;
         // A column of nulls only still gets its (empty) dictionary, as arrow-rs writes it.
         let use_dictionary = !dictionary.passed_limit();
-        let codec = props.compression(descr.path());
+        let list = matches!(leaf.parts, Parts::List { .. });
+        let codec = chunk_codec(list, &interned.def, props.compression(descr.path()));
 
         let mut pages = ChunkPages::new();
         let mut encodings = vec![Encoding::RLE];
@@ -1171,17 +1517,7 @@ impl StringChunkWriter {
         if rows > first_row || rows == 0 {
             emit(self, &mut def, first_row, rows)?;
         }
-        let mut builder = ColumnChunkMetaData::builder(descr.clone())
-            .set_compression(codec)
-            .set_encodings_mask(EncodingMask::new_from_encodings(
-                [Encoding::RLE, Encoding::PLAIN].iter(),
-            ))
-            .set_page_encoding_stats(vec![PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::PLAIN,
-                count: pages.locations.len() as i32,
-            }])
-            .set_num_values(rows as i64);
+        let mut builder = plain_chunk(descr, codec, &pages, rows);
         if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
             let bounds = bounds.into_iter().flat_map(|(min, max)| [min, max]);
             builder = builder.set_statistics(statistics(
@@ -1191,6 +1527,79 @@ impl StringChunkWriter {
             ));
         }
         pages.finish(builder, rows, bloom_filter)
+    }
+
+    /// Encodes the `Int64` (or timestamp) leaf of a list's items (`field`, an event's time)
+    /// as the chunk `descr`: v1 data pages of RLE levels and PLAIN values, of at most the
+    /// writer's page row and byte limits, compressed with the column's codec; statistics
+    /// (min, max, nulls) if the properties ask for them; an offset index.
+    fn write_list_integers(
+        &mut self,
+        lists: &[ListPart<'_>],
+        runs: &[Run],
+        field: usize,
+        list_levels: ListLevels,
+        descr: &ColumnDescPtr,
+        props: &WriterProperties,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let parts: Vec<&[i64]> = lists
+            .iter()
+            .map(|l| integers(l.items.column(field)))
+            .collect::<Result<_>>()?;
+        let mut values: Vec<i64> = Vec::new();
+        let walked = walk_list(lists, runs, field, list_levels, |part, index, _| {
+            values.push(parts[part][index]);
+        });
+        let interned = Interned {
+            dictionary: Dictionary::new(0),
+            ids: Vec::new(),
+            def: walked.def,
+            rep: walked.rep,
+            row_ends: walked.row_ends,
+            nulls: walked.nulls,
+        };
+        let codec = chunk_codec(true, &interned.def, props.compression(descr.path()));
+        let (row_limit, byte_limit) = page_limits(props);
+        let mut pages = ChunkPages::new();
+        let (mut row, mut level, mut value) = (0usize, 0usize, 0usize);
+        while row < interned.row_ends.len() {
+            let end = interned.page_end(row, row_limit, byte_limit, Some(8));
+            let (level_end, value_end) = interned.row_ends[end - 1];
+            let (level_end, value_end) = (level_end as usize, value_end as usize);
+            self.page.clear();
+            levels(
+                &interned.rep[level..level_end],
+                list_levels.max_rep,
+                &mut self.page,
+            );
+            let max_def = i16::from(list_levels.max_def);
+            levels(&interned.def[level..level_end], max_def, &mut self.page);
+            for v in &values[value..value_end] {
+                self.page.extend_from_slice(&v.to_le_bytes());
+            }
+            let page = Page::DataPage {
+                buf: self.compress(codec)?,
+                num_values: (level_end - level) as u32,
+                encoding: Encoding::PLAIN,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            };
+            pages.write(page, self.page.len(), Some(row))?;
+            (row, level, value) = (end, level_end, value_end);
+        }
+        let mut builder = plain_chunk(descr, codec, &pages, interned.def.len());
+        if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
+            let (min, max) = (values.iter().min(), values.iter().max());
+            builder = builder.set_statistics(Statistics::Int64(ValueStatistics::new(
+                min.copied(),
+                max.copied(),
+                None,
+                Some(interned.nulls),
+                false,
+            )));
+        }
+        pages.finish(builder, interned.row_ends.len(), None)
     }
 
     /// `self.page` compressed with zstd set up for random text ([`RANDOM_TEXT_LEVEL`]).
@@ -1239,6 +1648,50 @@ fn compress(
         }
         Compression::UNCOMPRESSED => Ok(Bytes::copy_from_slice(page)),
         other => Err(ParquetError::NYI(format!("string chunks compressed with {other}")).into()),
+    }
+}
+
+/// The metadata of a chunk `descr` of PLAIN data `pages` only, compressed with `codec`,
+/// holding `num_values` level slots (or values, in a column without levels).
+fn plain_chunk(
+    descr: &ColumnDescPtr,
+    codec: Compression,
+    pages: &ChunkPages,
+    num_values: usize,
+) -> ColumnChunkMetaDataBuilder {
+    ColumnChunkMetaData::builder(descr.clone())
+        .set_compression(codec)
+        .set_encodings_mask(EncodingMask::new_from_encodings(
+            [Encoding::RLE, Encoding::PLAIN].iter(),
+        ))
+        .set_page_encoding_stats(vec![PageEncodingStats {
+            page_type: PageType::DATA_PAGE,
+            encoding: Encoding::PLAIN,
+            count: pages.locations.len() as i32,
+        }])
+        .set_num_values(num_values as i64)
+}
+
+/// The codec of a chunk with definition levels `def`: the column's `codec`, but none for
+/// a leaf of a `list` with no element in any row, whose pages hold levels alone, a few
+/// bytes that zstd would only wrap (arrow-rs's writers are set up alike for such chunks:
+/// `parquet_files::without_codecs`).
+fn chunk_codec(list: bool, def: &[u8], codec: Compression) -> Compression {
+    match list && def.iter().all(|&d| d == 0) {
+        true => Compression::UNCOMPRESSED,
+        false => codec,
+    }
+}
+
+/// The values of an `Int64` or nanosecond timestamp array.
+fn integers(array: &ArrayRef) -> Result<&[i64]> {
+    use arrow_array::types::{Int64Type, TimestampNanosecondType};
+    match array.data_type() {
+        DataType::Int64 => Ok(array.as_primitive::<Int64Type>().values()),
+        DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => {
+            Ok(array.as_primitive::<TimestampNanosecondType>().values())
+        }
+        other => Err(ParquetError::General(format!("not an integer column: {other}")).into()),
     }
 }
 
@@ -1502,7 +1955,7 @@ mod tests {
 
     use arrow_array::builder::{MapBuilder, StringBuilder};
     use arrow_array::RecordBatch;
-    use arrow_schema::{Field, Schema};
+    use arrow_schema::{Field, Schema, TimeUnit};
     use arrow_select::concat::concat_batches;
     use parquet::arrow::arrow_reader::{
         ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
@@ -1751,6 +2204,153 @@ mod tests {
             "PLAIN pages are cut by size: {}",
             pages.len()
         );
+    }
+
+    /// A `List<Struct>` column of every shape: empty lists, null items, items with empty
+    /// maps, null map values and null strings, over pages cut by rows, in row groups of
+    /// 40,000 rows.
+    fn list_batch() -> RecordBatch {
+        use arrow_array::builder::{ListBuilder, StructBuilder, TimestampNanosecondBuilder};
+        let mut rng = Rng(7);
+        let map_type = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
+            .finish()
+            .data_type()
+            .clone();
+        let fields = vec![
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("tag", DataType::Utf8, true),
+            Field::new("attributes", map_type, false),
+        ];
+        let item = StructBuilder::new(
+            fields.clone(),
+            vec![
+                Box::new(TimestampNanosecondBuilder::new().with_timezone("UTC")),
+                Box::new(StringBuilder::new()),
+                Box::new(StringBuilder::new()),
+                Box::new(MapBuilder::new(
+                    None,
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                )),
+            ],
+        );
+        let mut lists = ListBuilder::new(item);
+        for row in 0..ROWS {
+            let items = match rng.below(10) {
+                0..=5 => 0,
+                k => k - 5,
+            };
+            for i in 0..items {
+                let item = lists.values();
+                let null = rng.below(20) == 0;
+                item.field_builder::<TimestampNanosecondBuilder>(0)
+                    .unwrap()
+                    .append_value(1_700_000_000_000_000_000 + (row * 4 + i) as i64 * 1_000);
+                item.field_builder::<StringBuilder>(1)
+                    .unwrap()
+                    .append_value(format!("event-{}", rng.below(5)));
+                let tag = item.field_builder::<StringBuilder>(2).unwrap();
+                match rng.below(3) {
+                    0 => tag.append_null(),
+                    t => tag.append_value(format!("tag {t} {}", rng.below(1000))),
+                }
+                let map = item
+                    .field_builder::<MapBuilder<StringBuilder, StringBuilder>>(3)
+                    .unwrap();
+                for k in 0..rng.below(5) {
+                    map.keys().append_value(format!("key.{k}"));
+                    match rng.below(10) {
+                        0 => map.values().append_null(),
+                        _ => map
+                            .values()
+                            .append_value(format!("value {}", rng.below(300))),
+                    }
+                }
+                map.append(true).unwrap();
+                item.append(!null);
+            }
+            lists.append(true);
+        }
+        let lists = lists.finish();
+        // Items nullable (`ListBuilder` makes them so), the list not.
+        let list_field = Field::new("events", lists.data_type().clone(), false);
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![list_field])),
+            vec![Arc::new(lists)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn list_columns_of_every_shape_read_back_exactly_and_match_arrow_rs_metadata() {
+        let batch = list_batch();
+        let time = ColumnPath::new(
+            ["events", "list", "item", "time"]
+                .map(String::from)
+                .to_vec(),
+        );
+        let list_props = || {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(2).unwrap()))
+                .set_dictionary_enabled(true)
+                .set_column_dictionary_enabled(time.clone(), false)
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_max_row_group_row_count(Some(40_000))
+                .set_data_page_row_count_limit(7_000)
+                .set_data_page_size_limit(64 * 1024)
+                .build()
+        };
+        // This module writes every leaf of the column.
+        let schema = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&batch.schema())
+            .unwrap();
+        let runs = [Run {
+            batch: 0,
+            start: 0,
+            len: batch.num_rows(),
+        }];
+        let leaves = StringLeaf::leaves(
+            batch.schema().field(0).data_type(),
+            batch.columns(),
+            &runs,
+            &[],
+        )
+        .expect("a list of structs of strings, maps and times");
+        assert_eq!(leaves.len(), schema.num_columns());
+        for (k, leaf) in leaves.iter().enumerate() {
+            let descr = schema.column(k);
+            assert!(
+                StringChunkWriter::handles(leaf, &descr, &list_props()),
+                "{}",
+                descr.path()
+            );
+        }
+
+        let (ours, meta, reference) = ours_and_arrow_rs(&batch, list_props);
+        assert_eq!(read(&ours, None), batch);
+        assert_pages_found(&ours, &batch, 12_345, 30_000);
+        assert_eq!(meta.num_row_groups(), 3);
+        for (rg, c, chunk, arrow) in chunk_pairs(&meta, &reference) {
+            let name = chunk.column_path().string();
+            assert_eq!(chunk.num_values(), arrow.num_values(), "{name} in {rg}/{c}");
+            assert_eq!(chunk.compression(), arrow.compression(), "{name}");
+            assert_eq!(
+                chunk.dictionary_page_offset().is_some(),
+                arrow.dictionary_page_offset().is_some(),
+                "{name}"
+            );
+            let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
+            assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
+            assert_eq!(s.min_bytes_opt(), t.min_bytes_opt(), "{name}");
+            assert_eq!(s.max_bytes_opt(), t.max_bytes_opt(), "{name}");
+        }
+        let pages = &meta.offset_index().unwrap()[0][0].page_locations;
+        assert!(pages.len() >= 6, "pages cut by rows: {}", pages.len());
     }
 
     /// Chunks whose dictionaries pass a small limit part of the way in (values after that
