@@ -214,6 +214,11 @@ impl<'a> StringLeaf<'a> {
                 let DataType::Struct(fields) = item.data_type() else {
                     return None;
                 };
+                // Null items of a list whose items are required have no level to be
+                // written with.
+                if !item.is_nullable() && lists.iter().any(|l| l.item_nulls.is_some()) {
+                    return None;
+                }
                 let mut leaves = Vec::new();
                 for (index, field) in fields.iter().enumerate() {
                     let kind = ItemLeaf::of(field)?;
