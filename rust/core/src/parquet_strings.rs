@@ -1060,6 +1060,17 @@ fn walk_list<'a>(
             false => (None, column.nulls()),
         };
         let value_nulls = value_nulls.filter(|n| levels.nullable && n.null_count() > 0);
+        if part.offsets[run.start] == part.offsets[run.start + run.len] {
+            // A run of empty lists (most spans have no events, nearly all no links): a
+            // slot each, defined and repeated at level 0, written at once.
+            let first = out.def.len();
+            out.def.resize(first + run.len, 0);
+            out.rep.resize(first + run.len, 0);
+            out.nulls += run.len as u64;
+            let ends = (first + 1..=first + run.len).map(|end| (end as u32, values));
+            out.row_ends.extend(ends);
+            continue;
+        }
         for i in run.start..run.start + run.len {
             let (first, last) = (part.offsets[i] as usize, part.offsets[i + 1] as usize);
             if first == last {
@@ -2356,6 +2367,35 @@ mod tests {
         }
         let pages = &meta.offset_index().unwrap()[0][0].page_locations;
         assert!(pages.len() >= 6, "pages cut by rows: {}", pages.len());
+
+        // The same column with no element in any row: uncompressed pages of levels only,
+        // the same values counted and nulls in the statistics as arrow-rs's.
+        let field = batch.schema().field(0).clone();
+        let DataType::List(item) = field.data_type().clone() else {
+            unreachable!()
+        };
+        let offsets = arrow_buffer::OffsetBuffer::new_zeroed(ROWS);
+        let values = arrow_array::new_empty_array(item.data_type());
+        let empty = arrow_array::ListArray::new(item, offsets, values, None);
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![Arc::new(empty)])
+            .unwrap();
+        let (ours, meta, reference) = ours_and_arrow_rs(&batch, list_props);
+        assert_eq!(read(&ours, None), batch);
+        assert_pages_found(&ours, &batch, 12_345, 30_000);
+        for (rg, c, chunk, arrow) in chunk_pairs(&meta, &reference) {
+            let name = chunk.column_path().string();
+            assert_eq!(chunk.num_values(), arrow.num_values(), "{name} in {rg}/{c}");
+            assert_eq!(chunk.compression(), Compression::UNCOMPRESSED, "{name}");
+            let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
+            assert_eq!(s.null_count_opt(), t.null_count_opt(), "{name}");
+            assert_eq!(s.min_bytes_opt(), None, "{name}");
+        }
+        let pages = &meta.offset_index().unwrap()[0][0].page_locations;
+        assert_eq!(
+            pages.len(),
+            40_000usize.div_ceil(7_000),
+            "pages cut by rows"
+        );
     }
 
     /// Chunks whose dictionaries pass a small limit part of the way in (values after that
