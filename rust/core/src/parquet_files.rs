@@ -3432,6 +3432,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn layouts_name_leaves_their_schemas_have() {
+        // A name in a layout's lists that is no leaf of the table's Parquet schema (a
+        // nested one spelled wrong, a column renamed) would set nothing, silently.
+        for table in [SPANS, LOGS, ROLLUPS] {
+            let layout = layout(table).unwrap();
+            let parquet = ArrowSchemaConverter::new().convert(&layout.schema).unwrap();
+            let leaves: Vec<String> = parquet
+                .columns()
+                .iter()
+                .map(|c| c.path().string())
+                .collect();
+            for name in [layout.plain, layout.delta_packed, layout.uncompressed].concat() {
+                assert!(leaves.iter().any(|l| l == name), "{table}: no leaf {name}");
+                assert_eq!(leaf_path(name).string(), name);
+            }
+        }
+        assert!(layout(SPANS).unwrap().plain.contains(&EVENT_TIME));
+    }
+
+    #[test]
     fn file_names_are_unique() {
         let names: BTreeSet<String> = (0..10_000).map(|_| unique_file_name()).collect();
         assert_eq!(names.len(), 10_000);
