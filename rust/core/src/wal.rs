@@ -36,7 +36,7 @@
 //! heads, block reservations, and the unlink that freed them all), and its
 //! `fdatasync` has no size to record. A segment that has to be a new file (the
 //! log's first, or when no spare is left) has its blocks allocated when it is
-//! created, its size unchanged ([`reserve_blocks`]), so that its appends too
+//! created, its size unchanged (`reserve_blocks`), so that its appends too
 //! write into blocks the file has.
 //!
 //! A recycled segment holds the old records past the new ones until it is sealed
