@@ -105,6 +105,17 @@ pub(crate) struct ListPart<'a> {
 }
 
 impl<'a> ListPart<'a> {
+    /// The array holding the values of leaf `kind` of field `field`: the field's own, or
+    /// its map's keys or values.
+    fn leaf_values(&self, field: usize, kind: ItemLeaf) -> &'a ArrayRef {
+        let column = self.items.column(field);
+        match kind {
+            ItemLeaf::MapKeys { .. } => column.as_map().keys(),
+            ItemLeaf::MapValues { .. } => column.as_map().values(),
+            ItemLeaf::Strings { .. } | ItemLeaf::Int64 => column,
+        }
+    }
+
     fn new(array: &'a ArrayRef) -> Self {
         let list = array.as_list::<i32>();
         let items = list.values().as_struct();
@@ -1044,22 +1055,24 @@ fn walk_list<'a>(
     let mut out = LeafLevels::default();
     let mut values = 0u32;
     let (item, max) = (levels.item, levels.max_def);
+    // Per part, looked up once rather than per run: the map's entry offsets (a map leaf),
+    // and the nulls of the leaf's own values when it can have any.
+    let per_part: Vec<_> = lists
+        .iter()
+        .map(|l| {
+            let entries = levels
+                .map
+                .then(|| l.items.column(field).as_map().value_offsets());
+            let nulls = l.leaf_values(field, levels.kind).nulls();
+            (
+                entries,
+                nulls.filter(|n| levels.nullable && n.null_count() > 0),
+            )
+        })
+        .collect();
     for run in runs {
         let part = &lists[run.batch];
-        let column = part.items.column(field);
-        // Per part: the map's entry offsets, and the nulls of the leaf's own values.
-        let (entries, value_nulls) = match levels.map {
-            true => {
-                let map = column.as_map();
-                let strings = match levels.kind {
-                    ItemLeaf::MapKeys { .. } => map.keys(),
-                    _ => map.values(),
-                };
-                (Some(map.value_offsets()), strings.nulls())
-            }
-            false => (None, column.nulls()),
-        };
-        let value_nulls = value_nulls.filter(|n| levels.nullable && n.null_count() > 0);
+        let (entries, value_nulls) = per_part[run.batch];
         if part.offsets[run.start] == part.offsets[run.start + run.len] {
             // A run of empty lists (most spans have no events, nearly all no links): a
             // slot each, defined and repeated at level 0, written at once.
@@ -1124,15 +1137,7 @@ fn intern_list<'a>(
 ) -> Interned<'a> {
     let strings: Vec<&'a StringArray> = lists
         .iter()
-        .map(|l| {
-            let column = l.items.column(field);
-            match levels.kind {
-                ItemLeaf::MapKeys { .. } => column.as_map().keys(),
-                ItemLeaf::MapValues { .. } => column.as_map().values(),
-                _ => column,
-            }
-            .as_string::<i32>()
-        })
+        .map(|l| l.leaf_values(field, levels.kind).as_string::<i32>())
         .collect();
     let mut dictionary = Dictionary::new(limit);
     let mut previous = Previous(Vec::new());
