@@ -14,13 +14,16 @@ use arrow_schema::SchemaRef;
 pub type Decoder = fn(&[u8], &DecodeOptions) -> Result<Decoded, Error>;
 
 /// Decodes `data` with the default limits and with tight ones (so that cutting
-/// values at any byte and capping nesting are exercised too). The decoder must
+/// values at any byte and capping nesting are exercised too), the latter with each
+/// resource's attributes given once, as the lake decodes. The decoder must
 /// return (no panic, abort, overflow or hang), refuse bad input only with a
-/// decode error, and return only well-formed batches of the contract's schema.
+/// decode error, and return only well-formed batches of the contract's schema,
+/// with contexts that fit them.
 pub fn check_decoder(decode: Decoder, schema: &SchemaRef, data: &[u8]) {
     let tight = DecodeOptions {
         max_depth: 2,
         max_value_bytes: 7,
+        resource_attributes_once: true,
     };
     for opts in [DecodeOptions::default(), tight] {
         let decoded = match decode(data, &opts) {
@@ -40,6 +43,15 @@ pub fn check_decoder(decode: Decoder, schema: &SchemaRef, data: &[u8]) {
             assert_eq!(column.len(), batch.num_rows());
             if let Err(e) = column.to_data().validate_full() {
                 panic!("invalid Arrow data in the batch: {e}");
+            }
+        }
+        assert!(
+            decoded.contexts.fit(batch.num_rows()),
+            "contexts that do not fit"
+        );
+        if let Some(map) = &decoded.contexts.resource_attributes {
+            if let Err(e) = map.to_data().validate_full() {
+                panic!("invalid Arrow data in the resources' attributes: {e}");
             }
         }
     }

@@ -48,7 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|p| p.extension().is_some_and(|x| x == "pb"))
         .collect();
     paths.sort();
-    let opts = DecodeOptions::default();
+    // As the lake decodes: each resource's attributes once, in the contexts.
+    let opts = DecodeOptions {
+        resource_attributes_once: true,
+        ..DecodeOptions::default()
+    };
     let (mut batches, mut contexts): (Vec<RecordBatch>, Vec<Option<Contexts>>) = (vec![], vec![]);
     for p in &paths {
         let decoded = decode_traces(&std::fs::read(p)?, &opts)?;

@@ -36,8 +36,14 @@ const KIND_LOGS: u8 = 2;
 const KIND_TRACES_JSON: u8 = 3;
 const KIND_LOGS_JSON: u8 = 4;
 
-/// Decodes a WAL record (or a request about to become one) of `kind`.
+/// Decodes a WAL record (or a request about to become one) of `kind`, each resource's
+/// attributes once ([`DecodeOptions::resource_attributes_once`]): the batch is buffered
+/// with its contexts and written by `write_data_files`, which encodes the column from them.
 fn decode_kind(kind: u8, payload: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
+    let opts = &DecodeOptions {
+        resource_attributes_once: true,
+        ..opts.clone()
+    };
     match kind {
         KIND_TRACES => decode_traces(payload, opts),
         KIND_LOGS => decode_logs(payload, opts),
@@ -577,6 +583,7 @@ fn push(st: &mut State, seq: u64, table: &'static str, decoded: Decoded) {
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::Array;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -693,10 +700,16 @@ mod tests {
         let (lake, _) = Lake::open(opts.clone()).unwrap();
         let req = request(0, 500);
         lake.ingest_traces(&req).unwrap();
-        let decoded = decode_traces(&req, &opts.decode).unwrap();
-        // A context a row, of one resource and scope: at least 4 bytes a row more.
+        let decoded = decode_kind(KIND_TRACES, &req, &opts.decode).unwrap();
+        // A context a row, of one resource and scope: at least 4 bytes a row more, and
+        // the resource's attributes, held once.
         assert_eq!(decoded.contexts.row_context.len(), 500);
-        assert!(decoded.memory_size() >= decoded.batch.get_array_memory_size() + 500 * 4 + 4);
+        let once = decoded.contexts.resource_attributes.as_ref().unwrap();
+        assert_eq!(once.len(), 1);
+        let size = decoded.batch.get_array_memory_size() + 500 * 4 + 4;
+        assert!(decoded.memory_size() >= size + once.get_array_memory_size());
+        // Less than with the attributes in every row.
+        assert!(decoded.memory_size() < decode_traces(&req, &opts.decode).unwrap().memory_size());
         assert_eq!(lake.buffered_bytes(), decoded.memory_size());
         // Replayed rows are counted the same.
         drop(lake);

@@ -426,18 +426,32 @@ pub(crate) fn sort_rows(
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            Ok(if in_parts[i] {
-                SortedColumn::Parts(batches.iter().map(|b| Arc::clone(b.column(i))).collect())
-            } else if gathered[i] {
-                let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
-                SortedColumn::Array(gather(field.data_type(), &parts, &runs, order.len())?)
-            } else {
-                let column = column(&batch, field.name())?;
-                SortedColumn::Array(match identity {
-                    true => Arc::clone(column),
-                    false => take(column.as_ref(), &order, None)?,
-                })
-            })
+            Ok(
+                if field.name() == col::RESOURCE_ATTRIBUTES && once_by_resource(&groups) {
+                    SortedColumn::ByResource {
+                        parts: (batches.iter().zip(&groups))
+                            .map(
+                                |(b, g)| match g.as_ref().and_then(|g| g.attributes.as_ref()) {
+                                    Some(once) => Arc::clone(once),
+                                    None => Arc::clone(b.column(i)),
+                                },
+                            )
+                            .collect(),
+                        runs: runs_by_resource(&runs, &groups),
+                    }
+                } else if in_parts[i] {
+                    SortedColumn::Parts(batches.iter().map(|b| Arc::clone(b.column(i))).collect())
+                } else if gathered[i] {
+                    let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
+                    SortedColumn::Array(gather(field.data_type(), &parts, &runs, order.len())?)
+                } else {
+                    let column = column(&batch, field.name())?;
+                    SortedColumn::Array(match identity {
+                        true => Arc::clone(column),
+                        false => take(column.as_ref(), &order, None)?,
+                    })
+                },
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     // The unsorted copy is not needed while Parquet is encoded: freeing it now lowers the
@@ -479,6 +493,11 @@ pub(crate) struct BatchGroups {
     contexts: usize,
     by_resource: Vec<u32>,
     resources: usize,
+    /// Each resource's `resource_attributes`, a row per resource, when the batch's own
+    /// column leaves them out ([`Contexts::resource_attributes`]).
+    attributes: Option<ArrayRef>,
+    /// `0..` the rows of `attributes`: each its own group.
+    each_resource: Vec<u32>,
 }
 
 impl BatchGroups {
@@ -495,8 +514,39 @@ impl BatchGroups {
             contexts: contexts.context_resource.len(),
             by_resource: contexts.row_resources(),
             resources: contexts.resources(),
+            attributes: (contexts.resource_attributes.clone()).map(|m| Arc::new(m) as ArrayRef),
+            each_resource: match &contexts.resource_attributes {
+                Some(map) => (0..map.len() as u32).collect(),
+                None => Vec::new(),
+            },
         })
     }
+}
+
+/// Whether any batch of a flush has its `resource_attributes` once per resource.
+fn once_by_resource(groups: &[Option<BatchGroups>]) -> bool {
+    groups.iter().flatten().any(|g| g.attributes.is_some())
+}
+
+/// The runs of `resource_attributes` ([`SortedColumn::ByResource`]) for rows in the order
+/// `runs` gives them: a row of a batch with its resources' attributes once is a run of one
+/// row of those (its resource's), a run of any other batch is itself.
+fn runs_by_resource(runs: &[Run], groups: &[Option<BatchGroups>]) -> Vec<Run> {
+    let mut out = Vec::with_capacity(runs.iter().map(|r| r.len).sum());
+    for run in runs {
+        match groups.get(run.batch).and_then(Option::as_ref) {
+            Some(g) if g.attributes.is_some() => {
+                let rows = &g.by_resource[run.start..run.start + run.len];
+                out.extend(rows.iter().map(|&resource| Run {
+                    batch: run.batch,
+                    start: resource as usize,
+                    len: 1,
+                }));
+            }
+            _ => out.push(*run),
+        }
+    }
+    out
 }
 
 /// A column of [`SortedRows`].
@@ -509,6 +559,14 @@ enum SortedColumn {
     /// copying them into order was a tenth of the flush's instructions (callgrind,
     /// benches/flush.rs on realistic spans).
     Parts(Vec<ArrayRef>),
+    /// `resource_attributes` of batches that hold it once per resource
+    /// ([`Contexts::resource_attributes`]): for each batch, those rows (or, for a batch
+    /// without, its own column), and the runs that read the rows in order from there,
+    /// one row a run for the former ([`runs_by_resource`]).
+    ByResource {
+        parts: Vec<ArrayRef>,
+        runs: Vec<Run>,
+    },
 }
 
 impl SortedRows {
@@ -524,6 +582,10 @@ impl SortedRows {
             .map(|c| match c {
                 SortedColumn::Array(a) => SortedColumn::Array(a.slice(offset, len)),
                 SortedColumn::Parts(p) => SortedColumn::Parts(p.clone()),
+                SortedColumn::ByResource { parts, runs } => SortedColumn::ByResource {
+                    parts: parts.clone(),
+                    runs: cut_runs(runs, offset, len),
+                },
             })
             .collect();
         let has_parts = self
@@ -555,6 +617,7 @@ impl SortedRows {
                 }]),
             ),
             SortedColumn::Parts(p) => (p, Cow::Borrowed(&self.runs)),
+            SortedColumn::ByResource { parts, runs } => (parts, Cow::Borrowed(runs)),
         }
     }
 
@@ -562,6 +625,24 @@ impl SortedRows {
     /// their resource or their context, for a column of a resource or a scope read in
     /// parts. Empty when that is not known.
     fn groups(&self, i: usize, name: &str) -> Vec<Option<Groups<'_>>> {
+        if let SortedColumn::ByResource { .. } = self.columns[i] {
+            // A batch's resources' rows are each their own group; a batch without them
+            // reads its own column, grouped by resource.
+            return (self.groups.iter())
+                .map(|g| {
+                    g.as_ref().map(|g| match g.attributes {
+                        Some(_) => Groups {
+                            of_row: &g.each_resource,
+                            count: g.each_resource.len(),
+                        },
+                        None => Groups {
+                            of_row: &g.by_resource,
+                            count: g.resources,
+                        },
+                    })
+                })
+                .collect();
+        }
         let by_resource = RESOURCE_COLUMNS.contains(&name);
         if !matches!(self.columns[i], SortedColumn::Parts(_))
             || !(by_resource || SCOPE_COLUMNS.contains(&name))
@@ -1490,7 +1571,7 @@ impl<W: Write + Send> ParquetSink<W> {
                 None => {
                     let column = match &rows.columns[i] {
                         SortedColumn::Array(a) => Arc::clone(a),
-                        SortedColumn::Parts(p) => {
+                        SortedColumn::Parts(p) | SortedColumn::ByResource { parts: p, .. } => {
                             let parts: Vec<&ArrayRef> = p.iter().collect();
                             gather(field.data_type(), &parts, &runs, rows.num_rows())?
                         }
@@ -1852,7 +1933,7 @@ impl FileStats {
                     }),
                 (_, SortedColumn::Array(array)) => bounds(array.as_ref()),
                 // Only string columns are left in parts (`SortedColumn::Parts`).
-                (_, SortedColumn::Parts(_)) => Bounds::Unknown,
+                (_, SortedColumn::Parts(_) | SortedColumn::ByResource { .. }) => Bounds::Unknown,
             };
             column.bounds = std::mem::take(&mut column.bounds).merge(bounds);
         }
@@ -3009,6 +3090,30 @@ pub(crate) mod tests {
 
         let batches: Vec<RecordBatch> = decoded.iter().map(|d| d.batch.clone()).collect();
         let all: Vec<Option<Contexts>> = decoded.iter().map(|d| Some(d.contexts.clone())).collect();
+        let once_opts = DecodeOptions {
+            resource_attributes_once: true,
+            ..DecodeOptions::default()
+        };
+        let once: Vec<_> = (0..6)
+            .map(|n| decode_traces(&grouped_request(n).encode_to_vec(), &once_opts).unwrap())
+            .collect();
+        let once_batches: Vec<RecordBatch> = once.iter().map(|d| d.batch.clone()).collect();
+        for (d, full) in once.iter().zip(&decoded) {
+            // The batch's column is left empty, the resources' maps are in the contexts
+            // (one a resource), and the rest is the same.
+            let column = d.batch.column_by_name(col::RESOURCE_ATTRIBUTES).unwrap();
+            assert_eq!(column.as_map().entries().len(), 0);
+            let maps = d.contexts.resource_attributes.as_ref().unwrap();
+            assert_eq!(maps.len(), full.contexts.resources());
+            assert!(maps.entries().len() > 0);
+            assert!(d.memory_size() < full.memory_size());
+            for name in [col::SERVICE_NAME, col::SPAN_ATTRIBUTES, col::SCOPE_NAME] {
+                assert_eq!(
+                    d.batch.column_by_name(name),
+                    full.batch.column_by_name(name)
+                );
+            }
+        }
         let some: Vec<Option<Contexts>> = decoded
             .iter()
             .enumerate()
@@ -3045,6 +3150,31 @@ pub(crate) mod tests {
                 without == write(&some, "contexts-some"),
                 "{row_group_rows} rows"
             );
+            // Resource attributes held once per resource (as the lake decodes): in every
+            // batch, or in some, the others with their contexts or without.
+            let once: Vec<Option<Contexts>> =
+                once.iter().map(|d| Some(d.contexts.clone())).collect();
+            let write = |batches: &[RecordBatch], contexts: &[Option<Contexts>], name: &str| {
+                let dir = TempDir::new(name);
+                let files = write_data_files(&dir.0, SPANS, batches, contexts, &opts).unwrap();
+                let stats: Vec<String> = files.iter().map(|f| f.stats_json.clone()).collect();
+                (file_bytes(&dir.0, &files), stats)
+            };
+            assert!(
+                without == write(&once_batches, &once, "contexts-once"),
+                "{row_group_rows} rows"
+            );
+            let (mixed, mixed_contexts): (Vec<RecordBatch>, Vec<Option<Contexts>>) = (0..6)
+                .map(|i| match i % 3 {
+                    0 => (once_batches[i].clone(), once[i].clone()),
+                    1 => (batches[i].clone(), all[i].clone()),
+                    _ => (batches[i].clone(), None),
+                })
+                .unzip();
+            assert!(
+                without == write(&mixed, &mixed_contexts, "contexts-mixed"),
+                "{row_group_rows} rows"
+            );
         }
 
         // Rollups read the resource's columns once per resource: the same rows.
@@ -3058,6 +3188,11 @@ pub(crate) mod tests {
         let without = rollups(&vec![None; batches.len()]);
         assert!(without.num_rows() > 10);
         assert_eq!(rollups(&all), without);
+        let mut r = Rollups::new();
+        for d in &once {
+            r.add_spans(&d.batch, Some(&d.contexts)).unwrap();
+        }
+        assert_eq!(r.finish().unwrap(), without);
 
         // Logs: resources with one and two scopes, one without attributes, interleaved.
         let logs: Vec<_> = (0..4u64)
@@ -3094,18 +3229,25 @@ pub(crate) mod tests {
                         resource(Vec::new(), vec![scope("a", records(2))]),
                     ],
                 };
-                decode_logs(&req.encode_to_vec(), &DecodeOptions::default()).unwrap()
+                let bytes = req.encode_to_vec();
+                let full = decode_logs(&bytes, &DecodeOptions::default()).unwrap();
+                (full, decode_logs(&bytes, &once_opts).unwrap())
             })
             .collect();
-        let batches: Vec<RecordBatch> = logs.iter().map(|d| d.batch.clone()).collect();
+        let batches: Vec<RecordBatch> = logs.iter().map(|d| d.0.batch.clone()).collect();
         let contexts: Vec<Option<Contexts>> =
-            logs.iter().map(|d| Some(d.contexts.clone())).collect();
-        let write = |contexts: &[Option<Contexts>], name: &str| {
+            logs.iter().map(|d| Some(d.0.contexts.clone())).collect();
+        let write = |batches: &[RecordBatch], contexts: &[Option<Contexts>], name: &str| {
             let dir = TempDir::new(name);
-            let files = write_data_files(&dir.0, LOGS, &batches, contexts, &Default::default());
+            let files = write_data_files(&dir.0, LOGS, batches, contexts, &Default::default());
             file_bytes(&dir.0, &files.unwrap())
         };
-        assert!(write(&[], "logs-none") == write(&contexts, "logs-all"));
+        let without = write(&batches, &[], "logs-none");
+        assert!(without == write(&batches, &contexts, "logs-all"));
+        let once_batches: Vec<RecordBatch> = logs.iter().map(|d| d.1.batch.clone()).collect();
+        let once_contexts: Vec<Option<Contexts>> =
+            logs.iter().map(|d| Some(d.1.contexts.clone())).collect();
+        assert!(without == write(&once_batches, &once_contexts, "logs-once"));
 
         // Contexts that do not fit their batch are refused, not trusted.
         let dir = TempDir::new("contexts-bad");
@@ -3113,6 +3255,11 @@ pub(crate) mod tests {
         bad[1] = Some(decoded[0].contexts.clone());
         assert!(write_data_files(&dir.0, SPANS, &batches, &bad, &Default::default()).is_err());
         assert!(write_data_files(&dir.0, SPANS, &batches, &all[1..], &Default::default()).is_err());
+        // Nor resource attributes for fewer resources than the rows are of.
+        let mut short = once[0].contexts.clone();
+        short.resource_attributes = short.resource_attributes.map(|m| m.slice(0, 1));
+        let (batch, short) = (once_batches[0].clone(), Some(short));
+        assert!(write_data_files(&dir.0, SPANS, &[batch], &[short], &Default::default()).is_err());
     }
 
     #[test]

@@ -666,6 +666,26 @@ struct FirstRow {
     nulls: u32,
 }
 
+impl FirstRow {
+    /// Its row again, at level slot `level` of `out` (returned past it): its level slots
+    /// (row start, empty map, null values) and ids as they are, no byte read. Slots start
+    /// as defined entries that continue a row, so only a row with nulls needs its
+    /// definition levels copied.
+    fn repeat(&self, out: &mut Interned<'_>, level: usize) -> usize {
+        let levels = self.levels.0 as usize..self.levels.1 as usize;
+        out.rep[level] = 0;
+        if self.nulls > 0 {
+            out.def.copy_within(levels.clone(), level);
+        }
+        out.ids
+            .extend_from_within(self.ids.0 as usize..self.ids.1 as usize);
+        out.nulls += u64::from(self.nulls);
+        let level = level + levels.len();
+        out.row_ends.push((level as u32, out.ids.len() as u32));
+        level
+    }
+}
+
 /// For each part, a slot per group (none for a part without groups), all empty.
 fn first_of_groups<T: Clone>(groups: &[Option<Groups<'_>>]) -> Vec<Vec<Option<T>>> {
     groups
@@ -901,6 +921,17 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                 }
             };
             for (r, run) in leaf.runs.iter().enumerate() {
+                // A run that repeats the one before (a column kept once per resource reads
+                // a resource's row again for each of its rows: `parquet_files`'
+                // `SortedColumn::ByResource`): the row again, nothing to prefetch or read.
+                if r > 0 && leaf.runs[r - 1] == *run && run.len == 1 {
+                    let group = groups.get(run.batch).copied().flatten();
+                    let group = group.map(|g| g.of_row[run.start] as usize);
+                    if let Some(first) = group.and_then(|g| seen[run.batch][g]) {
+                        level = first.repeat(&mut out, level);
+                        continue;
+                    }
+                }
                 ahead(r);
                 let part = run.batch;
                 let values = strings[part];
@@ -912,22 +943,10 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                     let (start, end) = (row[0] as usize, row[1] as usize);
                     let group = part_groups.map(|g| g.of_row[i] as usize);
                     if let Some(first) = group.and_then(|g| seen[part][g]) {
-                        // The group's first row again: its level slots (row start, empty
-                        // map, null values) and ids as they are, no byte read. Slots start
-                        // as defined entries that continue a row, so only a row with
-                        // nulls needs its definition levels copied.
-                        let levels = first.levels.0 as usize..first.levels.1 as usize;
-                        out.rep[level] = 0;
-                        if first.nulls > 0 {
-                            out.def.copy_within(levels.clone(), level);
-                        }
+                        // The group's first row again.
                         let ids_start = out.ids.len();
-                        out.ids
-                            .extend_from_within(first.ids.0 as usize..first.ids.1 as usize);
-                        out.nulls += u64::from(first.nulls);
-                        level += levels.len();
+                        level = first.repeat(&mut out, level);
                         last = Some((part, start, end, ids_start));
-                        out.row_ends.push((level as u32, out.ids.len() as u32));
                         continue;
                     }
                     let (level_start, ids_start, nulls_before) = (level, out.ids.len(), out.nulls);
@@ -1357,6 +1376,10 @@ impl StringChunkWriter {
         };
         encodings.push(value_encoding);
         let id_width = bit_width(dictionary.len().saturating_sub(1) as u32).max(1);
+        let data_codec = match use_dictionary {
+            true => data_page_codec(codec, id_width),
+            false => codec,
+        };
 
         let (row_limit, byte_limit) = page_limits(props);
         let id_bytes = use_dictionary.then(|| usize::from(id_width).div_ceil(8));
@@ -1388,7 +1411,7 @@ impl StringChunkWriter {
                 _ => level_end - level,
             };
             let page = Page::DataPage {
-                buf: self.compress(codec)?,
+                buf: self.compress(data_codec)?,
                 num_values: num_values as u32,
                 encoding: value_encoding,
                 def_level_encoding: Encoding::RLE,
@@ -1773,6 +1796,20 @@ fn dictionary_codec(codec: Compression) -> Compression {
             ZstdLevel::try_new(1).map_or(codec, Compression::ZSTD)
         }
         other => other,
+    }
+}
+
+/// The codec of a chunk's data pages of dictionary ids `id_width` bits wide: the chunk's,
+/// at zstd level 1 at most once the ids are 16 bits or wider (a dictionary of 32K values
+/// or more). Ids that wide are mostly of values that seldom repeat, and bit-packed they
+/// repeat even less: zstd finds the same matches at level 1 as at 2. On the attribute
+/// values of a flush of 12 random requests (2.3 MB of 19-bit ids) level 1 wrote 952,719
+/// bytes in 6.6 ms, level 2 952,949 in 8.8 ms. The realistic payloads' dictionaries are far
+/// smaller, and their narrow ids do repeat: level 1 would write 9% more there.
+fn data_page_codec(codec: Compression, id_width: u8) -> Compression {
+    match id_width {
+        16.. => dictionary_codec(codec),
+        _ => codec,
     }
 }
 

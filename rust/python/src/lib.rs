@@ -43,6 +43,7 @@ fn options(max_depth: usize, max_value_bytes: usize) -> DecodeOptions {
     DecodeOptions {
         max_depth,
         max_value_bytes,
+        ..DecodeOptions::default()
     }
 }
 

@@ -884,6 +884,7 @@ mod tests {
                 let opts = DecodeOptions {
                     max_depth,
                     max_value_bytes,
+                    ..DecodeOptions::default()
                 };
                 let (fast, general, fc, gc) = both(value, &opts);
                 assert!(general.is_some(), "case {i}");

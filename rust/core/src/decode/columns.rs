@@ -560,23 +560,10 @@ impl MapColumn {
     }
 
     pub(crate) fn finish(&mut self, stats: &mut DecodeStats) -> Result<MapArray, ArrowError> {
-        let field = schema::map_entries_field();
-        let DataType::Struct(fields) = field.data_type() else {
-            return Err(ArrowError::SchemaError(
-                "map entries must be a struct".into(),
-            ));
-        };
-        let entries = StructArray::try_new(
-            fields.clone(),
-            vec![
-                Arc::new(self.keys.finish(stats)?),
-                Arc::new(self.values.finish(stats)?),
-            ],
-            None,
-        )?;
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
+        let (keys, values) = (self.keys.finish(stats)?, self.values.finish(stats)?);
+        let offsets = std::mem::take(&mut self.offsets);
         self.offsets.push(0);
-        MapArray::try_new(field, offsets, entries, None, false)
+        attribute_map(offsets, keys, values)
     }
 }
 
@@ -658,8 +645,14 @@ impl ContextColumns {
         self.rows.push(context);
     }
 
-    /// Appends the columns, and returns which context each row is of.
-    fn finish_into(&mut self, cols: &mut Vec<ArrayRef>) -> Result<Contexts, ArrowError> {
+    /// Appends the columns, and returns which context each row is of. With `once`, the
+    /// `resource_attributes` column is left as an empty map a row and each resource's map
+    /// is returned once instead ([`Contexts::resource_attributes`]).
+    fn finish_into(
+        &mut self,
+        cols: &mut Vec<ArrayRef>,
+        once: bool,
+    ) -> Result<Contexts, ArrowError> {
         let rows = std::mem::take(&mut self.rows);
         // Sizes first, so that no builder grows (and copies) while it is filled.
         let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
@@ -668,10 +661,12 @@ impl ContextColumns {
             let (r, scope) = &self.contexts[run[0] as usize];
             let res = &self.resources[*r];
             let n = run.len();
-            let (k, v) = res.packed.text_len();
-            entries += res.packed.len() * n;
-            key_bytes += k * n;
-            value_bytes += v * n;
+            if !once {
+                let (k, v) = res.packed.text_len();
+                entries += res.packed.len() * n;
+                key_bytes += k * n;
+                value_bytes += v * n;
+            }
             for (total, v) in lifted_bytes.iter_mut().zip(lifted(res, scope)) {
                 *total += v.map_or(0, str::len) * n;
             }
@@ -694,7 +689,7 @@ impl ContextColumns {
                     None => col.append_nulls(run.len()),
                 }
             }
-            let per_row = res.packed.len();
+            let per_row = if once { 0 } else { res.packed.len() };
             if per_row > 0 {
                 let block = res.packed.repeated(run.len().min(REPEAT_ROWS))?;
                 append_repeated(&mut keys, &block.keys, per_row, run.len())?;
@@ -703,24 +698,11 @@ impl ContextColumns {
             let end = *map_offsets.last().unwrap_or(&0);
             map_offsets.extend((1..=run.len()).map(|i| end + (i * per_row) as i32));
         }
-        let field = schema::map_entries_field();
-        let DataType::Struct(fields) = field.data_type() else {
-            return Err(ArrowError::SchemaError(
-                "map entries must be a struct".into(),
-            ));
+        let attributes = attribute_map(map_offsets, keys.finish(), values.finish())?;
+        let by_resource = match once {
+            true => Some(self.resource_attributes()?),
+            false => None,
         };
-        let map_entries = StructArray::try_new(
-            fields.clone(),
-            vec![Arc::new(keys.finish()), Arc::new(values.finish())],
-            None,
-        )?;
-        let attributes = MapArray::try_new(
-            field,
-            OffsetBuffer::new(ScalarBuffer::from(map_offsets)),
-            map_entries,
-            None,
-            false,
-        )?;
         // Column order: lifted service columns, the map, then scope name and version.
         let [name, version, instance, environment, scope_name, scope_version] =
             strings.map(|mut b| Arc::new(b.finish()) as ArrayRef);
@@ -730,8 +712,54 @@ impl ContextColumns {
         Ok(Contexts {
             row_context: ScalarBuffer::from(rows),
             context_resource: self.contexts.iter().map(|&(r, _)| r as u32).collect(),
+            resource_attributes: by_resource,
         })
     }
+
+    /// Each resource's attributes, a row per resource in the order they were added.
+    fn resource_attributes(&self) -> Result<MapArray, ArrowError> {
+        let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
+        for res in &self.resources {
+            let (k, v) = res.packed.text_len();
+            entries += res.packed.len();
+            key_bytes += k;
+            value_bytes += v;
+        }
+        let mut keys = StringBuilder::with_capacity(entries, key_bytes);
+        let mut values = StringBuilder::with_capacity(entries, value_bytes);
+        let mut offsets = Vec::with_capacity(self.resources.len() + 1);
+        offsets.push(0i32);
+        for res in &self.resources {
+            keys.append_array(&res.packed.keys)?;
+            values.append_array(&res.packed.values)?;
+            let end = offsets.last().copied().unwrap_or(0);
+            offsets.push(end + res.packed.len() as i32);
+        }
+        attribute_map(offsets, keys.finish(), values.finish())
+    }
+}
+
+/// A `MAP(VARCHAR, VARCHAR)` array of rows cut at `offsets` from `keys` and `values`.
+fn attribute_map(
+    offsets: Vec<i32>,
+    keys: StringArray,
+    values: StringArray,
+) -> Result<MapArray, ArrowError> {
+    let field = schema::map_entries_field();
+    let DataType::Struct(fields) = field.data_type() else {
+        return Err(ArrowError::SchemaError(
+            "map entries must be a struct".into(),
+        ));
+    };
+    let entries =
+        StructArray::try_new(fields.clone(), vec![Arc::new(keys), Arc::new(values)], None)?;
+    MapArray::try_new(
+        field,
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        entries,
+        None,
+        false,
+    )
 }
 
 fn timestamps(rows: usize) -> TimestampNanosecondBuilder {
@@ -886,9 +914,12 @@ impl SpansBuilder {
         self.rows
     }
 
+    /// The batch, and which rows share a context; with `resource_attributes_once`, the
+    /// resources' attributes once each ([`ContextColumns::finish_into`]).
     pub(crate) fn finish(
         mut self,
         stats: &mut DecodeStats,
+        resource_attributes_once: bool,
     ) -> Result<(RecordBatch, Contexts), ArrowError> {
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.trace_id.finish(stats)?),
@@ -906,7 +937,9 @@ impl SpansBuilder {
             Arc::new(self.status_code.finish(stats)?),
             Arc::new(self.status_message.finish(stats)?),
         ];
-        let contexts = self.contexts.finish_into(&mut cols)?;
+        let contexts = self
+            .contexts
+            .finish_into(&mut cols, resource_attributes_once)?;
         cols.push(Arc::new(self.span_attributes.finish(stats)?));
         cols.push(self.events.finish(stats)?);
         cols.push(self.links.finish(stats)?);
@@ -1094,9 +1127,12 @@ impl LogsBuilder {
         self.rows
     }
 
+    /// The batch, and which rows share a context; with `resource_attributes_once`, the
+    /// resources' attributes once each ([`ContextColumns::finish_into`]).
     pub(crate) fn finish(
         mut self,
         stats: &mut DecodeStats,
+        resource_attributes_once: bool,
     ) -> Result<(RecordBatch, Contexts), ArrowError> {
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
@@ -1108,7 +1144,9 @@ impl LogsBuilder {
             Arc::new(self.body.finish(stats)?),
             Arc::new(self.event_name.finish(stats)?),
         ];
-        let contexts = self.contexts.finish_into(&mut cols)?;
+        let contexts = self
+            .contexts
+            .finish_into(&mut cols, resource_attributes_once)?;
         cols.push(Arc::new(self.log_attributes.finish(stats)?));
         Ok((RecordBatch::try_new(schema::logs_schema(), cols)?, contexts))
     }

@@ -60,7 +60,7 @@ pub fn decode_traces_json(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, E
     };
     let mut stats = read::<Traces, _>(buf, opts, &traces::ENVELOPE, &mut sink)?;
     stats.accepted = sink.out.rows() as u64;
-    let (batch, contexts) = sink.out.finish(&mut stats)?;
+    let (batch, contexts) = sink.out.finish(&mut stats, opts.resource_attributes_once)?;
     Ok(Decoded {
         batch,
         contexts,
@@ -78,7 +78,7 @@ pub fn decode_logs_json(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Err
     };
     let mut stats = read::<Logs, _>(buf, opts, &logs::ENVELOPE, &mut sink)?;
     stats.accepted = sink.out.rows() as u64;
-    let (batch, contexts) = sink.out.finish(&mut stats)?;
+    let (batch, contexts) = sink.out.finish(&mut stats, opts.resource_attributes_once)?;
     Ok(Decoded {
         batch,
         contexts,

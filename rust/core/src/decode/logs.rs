@@ -27,7 +27,7 @@ pub fn decode_logs(buf: &[u8], opts: &DecodeOptions) -> Result<Decoded, Error> {
     let mut stats = DecodeStats::default();
     walk_request(buf, &ENVELOPE, &mut d, opts, &mut stats)?;
     stats.accepted = d.out.rows() as u64;
-    let (batch, contexts) = d.out.finish(&mut stats)?;
+    let (batch, contexts) = d.out.finish(&mut stats, opts.resource_attributes_once)?;
     Ok(Decoded {
         batch,
         contexts,

@@ -135,6 +135,7 @@ fn random_traces_decode_the_same_from_json() {
         let opts = DecodeOptions {
             max_depth: 1 + rng.below(4),
             max_value_bytes: if rng.chance(30) { rng.below(24) } else { 8192 },
+            ..DecodeOptions::default()
         };
         let json = serde_json::to_vec(&req).unwrap();
         traces_both(&req, &json, &opts);
@@ -150,6 +151,7 @@ fn random_logs_decode_the_same_from_json() {
         let opts = DecodeOptions {
             max_depth: 1 + rng.below(4),
             max_value_bytes: if rng.chance(30) { rng.below(24) } else { 8192 },
+            ..DecodeOptions::default()
         };
         let json = serde_json::to_vec(&req).unwrap();
         logs_both(&req, &json, &opts);
