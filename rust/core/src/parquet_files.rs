@@ -529,21 +529,23 @@ fn once_by_resource(groups: &[Option<BatchGroups>]) -> bool {
 }
 
 /// The runs of `resource_attributes` ([`SortedColumn::ByResource`]) for rows in the order
-/// `runs` gives them: a row of a batch with its resources' attributes once is a run of one
-/// row of those (its resource's), a run of any other batch is itself.
+/// `runs` gives them, a run a row: a row of a batch with its resources' attributes once
+/// reads its resource's row of those, a row of any other batch its own row. (A run a row
+/// also lets a slice of the rows be a slice of the runs.)
 fn runs_by_resource(runs: &[Run], groups: &[Option<BatchGroups>]) -> Vec<Run> {
     let mut out = Vec::with_capacity(runs.iter().map(|r| r.len).sum());
     for run in runs {
+        let rows = run.start..run.start + run.len;
+        let row = |start: usize| Run {
+            batch: run.batch,
+            start,
+            len: 1,
+        };
         match groups.get(run.batch).and_then(Option::as_ref) {
             Some(g) if g.attributes.is_some() => {
-                let rows = &g.by_resource[run.start..run.start + run.len];
-                out.extend(rows.iter().map(|&resource| Run {
-                    batch: run.batch,
-                    start: resource as usize,
-                    len: 1,
-                }));
+                out.extend(g.by_resource[rows].iter().map(|&r| row(r as usize)));
             }
-            _ => out.push(*run),
+            _ => out.extend(rows.map(row)),
         }
     }
     out
@@ -562,7 +564,7 @@ enum SortedColumn {
     /// `resource_attributes` of batches that hold it once per resource
     /// ([`Contexts::resource_attributes`]): for each batch, those rows (or, for a batch
     /// without, its own column), and the runs that read the rows in order from there,
-    /// one row a run for the former ([`runs_by_resource`]).
+    /// one row a run ([`runs_by_resource`]).
     ByResource {
         parts: Vec<ArrayRef>,
         runs: Vec<Run>,
@@ -584,7 +586,7 @@ impl SortedRows {
                 SortedColumn::Parts(p) => SortedColumn::Parts(p.clone()),
                 SortedColumn::ByResource { parts, runs } => SortedColumn::ByResource {
                     parts: parts.clone(),
-                    runs: cut_runs(runs, offset, len),
+                    runs: runs[offset..offset + len].to_vec(),
                 },
             })
             .collect();
