@@ -11,10 +11,11 @@ different seeds beforehand, so that no two compress against each other) through
 `LakeWriter` on one pinned core. Each ingest returns only once its WAL record is fsynced.
 A flush (Parquet files, and Delta commits of spans, logs and rollups) runs as a serving
 writer under full load makes one: as soon as a quarter of its 512 MiB budget is buffered
-(18 realistic requests of ~7.8 MB of buffered rows, 12 random ones of ~11.3 MB), writing
+(22 realistic requests of ~6.2 MB of buffered rows, 16 random ones of ~8.7 MB; 18 and 12
+before each resource's attributes were held once, 2026-12-01), writing
 them as one file per day partition and committing once per table; and at the end. A kind
 whose requests fill a flush before the 16th sends enough of them for whole flushes (the
-random payload: 24, two flushes of 12), so that its run makes no flush smaller than a
+random payload: 32, two flushes of 16), so that its run makes no flush smaller than a
 serving writer's (see ``requests_for_whole_flushes``). ``--flush-every N`` flushes every N
 requests instead. The timed run follows ``--warmups`` (6) untimed runs of the
 same requests into other lakes, thrown away: a serving writer runs for days, and the first

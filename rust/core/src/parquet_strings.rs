@@ -920,15 +920,23 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                     }
                 }
             };
-            for (r, run) in leaf.runs.iter().enumerate() {
-                // A run that repeats the one before (a column kept once per resource reads
+            let mut next = 0;
+            while let Some(run) = leaf.runs.get(next) {
+                let r = next;
+                next += 1;
+                // Runs that repeat the one before (a column kept once per resource reads
                 // a resource's row again for each of its rows: `parquet_files`'
-                // `SortedColumn::ByResource`): the row again, nothing to prefetch or read.
+                // `SortedColumn::ByResource`): the row again, as many times, with nothing
+                // to prefetch or read.
                 if r > 0 && leaf.runs[r - 1] == *run && run.len == 1 {
                     let group = groups.get(run.batch).copied().flatten();
                     let group = group.map(|g| g.of_row[run.start] as usize);
                     if let Some(first) = group.and_then(|g| seen[run.batch][g]) {
-                        level = first.repeat(&mut out, level);
+                        let times = leaf.runs[r..].iter().take_while(|&x| x == run).count();
+                        for _ in 0..times {
+                            level = first.repeat(&mut out, level);
+                        }
+                        next = r + times;
                         continue;
                     }
                 }
