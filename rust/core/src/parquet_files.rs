@@ -3075,6 +3075,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn resource_attributes_held_once_gather_into_the_column_in_full() {
+        // What arrow-rs would be handed for the column, were the string writer not to take
+        // it: the runs of `runs_by_resource` gathered from the resources' rows, here over
+        // a batch held once and one in full, in an order that crosses resources back and
+        // forth.
+        let once_opts = DecodeOptions {
+            resource_attributes_once: true,
+            ..DecodeOptions::default()
+        };
+        let bytes = [
+            grouped_request(0).encode_to_vec(),
+            grouped_request(1).encode_to_vec(),
+        ];
+        let once = decode_traces(&bytes[0], &once_opts).unwrap();
+        let full = [
+            decode_traces(&bytes[0], &DecodeOptions::default()).unwrap(),
+            decode_traces(&bytes[1], &DecodeOptions::default()).unwrap(),
+        ];
+        let (n0, n1) = (full[0].batch.num_rows(), full[1].batch.num_rows());
+        let runs = [
+            Run {
+                batch: 0,
+                start: n0 - 3,
+                len: 3,
+            },
+            Run {
+                batch: 1,
+                start: 2,
+                len: n1 - 2,
+            },
+            Run {
+                batch: 0,
+                start: 0,
+                len: n0 - 3,
+            },
+            Run {
+                batch: 1,
+                start: 0,
+                len: 2,
+            },
+        ];
+        let groups = vec![
+            Some(BatchGroups::new(&once.contexts, n0).unwrap()),
+            Some(BatchGroups::new(&full[1].contexts, n1).unwrap()),
+        ];
+        let by_resource = runs_by_resource(&runs, &groups);
+        assert_eq!(by_resource.len(), n0 + n1);
+        let i = full[0]
+            .batch
+            .schema()
+            .index_of(col::RESOURCE_ATTRIBUTES)
+            .unwrap();
+        let held: ArrayRef = Arc::new(once.contexts.resource_attributes.clone().unwrap());
+        let parts = [&held, full[1].batch.column(i)];
+        let data_type = full[0].batch.schema().field(i).data_type().clone();
+        let gathered = gather(&data_type, &parts, &by_resource, n0 + n1).unwrap();
+        let in_full = [full[0].batch.column(i), full[1].batch.column(i)];
+        let want = gather(&data_type, &in_full, &runs, n0 + n1).unwrap();
+        assert_eq!(gathered.as_ref(), want.as_ref());
+        assert!(want.as_map().entries().len() > 0);
+    }
+
+    #[test]
     fn contexts_write_the_files_their_absence_writes() {
         let decoded: Vec<_> = (0..6)
             .map(|n| {
