@@ -28,7 +28,8 @@
 //! would pass the writer's dictionary page limit is written as PLAIN data pages instead
 //! (arrow-rs switches to PLAIN in the middle of such a chunk; here it is decided per chunk,
 //! and the values after the point where the dictionary passed the limit are no longer
-//! looked up in it).
+//! looked up in it). So is a chunk of map values that are mostly distinct at its first
+//! few thousand ([`SPARSE_SHARE`]), long before any limit.
 
 use std::hash::BuildHasher;
 
@@ -479,8 +480,23 @@ impl<'a> Dictionary<'a> {
     #[cold]
     #[inline(never)]
     fn append(&mut self, value: &'a [u8]) -> u32 {
+        self.beyond_push(value)
+    }
+
+    /// `value` as a new id, past the limit, inline: for a chunk known to be written PLAIN.
+    #[inline]
+    fn beyond_push(&mut self, value: &'a [u8]) -> u32 {
         self.beyond.push(value);
         (self.len() - 1) as u32
+    }
+
+    /// Gives the dictionary up, so that the chunk is written PLAIN, as when its page passes
+    /// the limit; `more` values are expected (each added with [`Dictionary::beyond_push`]).
+    /// Only once it holds a value, so that its page has passed a limit of 0.
+    fn give_up(&mut self, more: usize) {
+        debug_assert!(!self.page.is_empty());
+        self.limit = 0;
+        self.beyond.reserve(more);
     }
 
     /// Doubles the table, each slot moved to where its stored hash leads in the new one.
@@ -750,6 +766,22 @@ fn same_strings(x: &StringArray, a: (usize, usize), y: &StringArray, b: (usize, 
 /// few lists (an HTTP server span's, with or without an optional attribute or two).
 const KEY_LISTS: usize = 4;
 
+/// Map values given ids before a chunk's distinct share is looked at ([`SPARSE_SHARE`]),
+/// at the first row to start past them.
+const SPARSE_PROBE: usize = 8192;
+
+/// A chunk of map values of which more than one in this many is distinct at the probe
+/// ([`SPARSE_PROBE`]) is written PLAIN, its dictionary given up: attribute values that mix
+/// a few near-unique ones (URLs, client addresses, timings) with repeated ones, of which a
+/// dictionary would hold ~150K a flush, each looked up in a table no cache holds (those
+/// lookups were the flush's dearest function, a fifth of the random payload's flush).
+/// PLAIN, zstd packs them about as small: the 8192-span payload's values are 22.7%
+/// distinct at the probe (13% over a flush), and their chunk of a flush of 12 requests
+/// took 15.3 instead of 14.9 B/span (53.1 B/span in all instead of 52.7), the flush ~4%
+/// less time (benches/README.md, lake). Realistic traces' attribute values (0.5% distinct
+/// at the probe) keep their dictionary, as do map keys, which repeat row after row.
+const SPARSE_SHARE: usize = 8;
+
 /// The chunk's dictionary, levels and ids. A row of a part whose group has been read
 /// before (`StringLeaf::groups`, or for the keys of a map without those, [`key_lists`])
 /// takes that row's ids and levels as they are, with no byte compared and no hash; any
@@ -920,6 +952,15 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                     }
                 }
             };
+            // Map values (not keys) whose distinct share of the first values read says the
+            // chunk is better written PLAIN ([`SPARSE_SHARE`]): looked at once this many
+            // have ids, and from then on each value is added as it comes, with no
+            // comparison or hash.
+            let mut probe_at = match leaf.parts {
+                Parts::MapValues(_) if entries > SPARSE_PROBE => SPARSE_PROBE,
+                _ => usize::MAX,
+            };
+            let mut plain = false;
             let mut next = 0;
             while let Some(run) = leaf.runs.get(next) {
                 let r = next;
@@ -948,6 +989,13 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                 let offsets = &maps[part].value_offsets()[run.start..=run.start + run.len];
                 let part_groups = groups.get(part).copied().flatten();
                 for (i, row) in (run.start..).zip(offsets.windows(2)) {
+                    if out.ids.len() >= probe_at {
+                        probe_at = usize::MAX;
+                        if out.dictionary.len() * SPARSE_SHARE > out.ids.len() {
+                            out.dictionary.give_up(entries - out.ids.len());
+                            plain = true;
+                        }
+                    }
                     let (start, end) = (row[0] as usize, row[1] as usize);
                     let group = part_groups.map(|g| g.of_row[i] as usize);
                     if let Some(first) = group.and_then(|g| seen[part][g]) {
@@ -997,7 +1045,10 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                                     out.nulls += 1;
                                 } else {
                                     let value = &bytes[starts[j] as usize..starts[j + 1] as usize];
-                                    let id = previous.id_of(&mut out.dictionary, k, value);
+                                    let id = match plain {
+                                        true => out.dictionary.beyond_push(value),
+                                        false => previous.id_of(&mut out.dictionary, k, value),
+                                    };
                                     out.ids.push(id);
                                 }
                             }
@@ -1384,9 +1435,12 @@ impl StringChunkWriter {
         };
         encodings.push(value_encoding);
         let id_width = bit_width(dictionary.len().saturating_sub(1) as u32).max(1);
+        // PLAIN pages of a chunk that gave its dictionary up hold values of which many
+        // seldom repeat, as a dictionary page does: level 1 too (the 8192-span payload's
+        // attribute values, 144 B a span: as small as at level 2, ~10% faster).
         let data_codec = match use_dictionary {
             true => data_page_codec(codec, id_width),
-            false => codec,
+            false => dictionary_codec(codec),
         };
 
         let (row_limit, byte_limit) = page_limits(props);
@@ -1824,12 +1878,22 @@ fn data_page_codec(codec: Compression, id_width: u8) -> Compression {
 /// Chunk statistics from the distinct values (or all of them): min, max (cut to `truncate`
 /// bytes, then marked inexact) and the null count.
 fn statistics<'v>(
-    values: impl Iterator<Item = &'v [u8]> + Clone,
+    values: impl Iterator<Item = &'v [u8]>,
     nulls: u64,
     truncate: Option<usize>,
 ) -> Statistics {
-    let min = values.clone().min();
-    let max = values.max();
+    // One pass, the words compared first as `less` does (a chunk written PLAIN reads
+    // every value here, not each distinct one).
+    let bounds = values.fold(None, |bounds, v| {
+        Some(match bounds {
+            None => (v, v),
+            Some((min, max)) => (
+                if less(v, min) { v } else { min },
+                if less(max, v) { v } else { max },
+            ),
+        })
+    });
+    let (min, max) = (bounds.map(|b| b.0), bounds.map(|b| b.1));
     let (min, min_exact) = match (min, truncate) {
         (Some(v), Some(limit)) if v.len() > limit => (Some(cut_utf8(v, limit).to_vec()), false),
         (v, _) => (v.map(<[u8]>::to_vec), true),
@@ -2578,6 +2642,87 @@ mod tests {
                 let per_id = chunk.compressed_size() as f64 / values.len() as f64;
                 assert!(per_id < 9.0, "{per_id:.2} bytes an id");
             }
+        }
+    }
+
+    /// Attribute maps whose values are one in three near-unique (`SPARSE_SHARE`) give
+    /// their dictionary up at the probe, within one run (a single batch in order), and are
+    /// PLAIN pages that read back exactly, also through the offset index, with arrow-rs's
+    /// statistics (over every value) and a bloom filter holding every value; their keys,
+    /// and a map of the same shape whose values repeat, keep their dictionaries.
+    #[test]
+    fn sparse_map_values_give_their_dictionary_up() {
+        let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+        let (mut sparse, mut dense) = (
+            MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
+            MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
+        );
+        for i in 0..ROWS {
+            // Empty maps, null values, rows repeating the one before.
+            let entries = match i % 97 {
+                0 => 0,
+                _ => 3,
+            };
+            let unique = match i % 5 {
+                0 if i > 0 => i - 1,
+                _ => i,
+            };
+            for k in 0..entries {
+                for map in [&mut sparse, &mut dense] {
+                    map.keys().append_value(format!("key.{k}"));
+                }
+                match (k, rng.below(50)) {
+                    (_, 0) => sparse.values().append_null(),
+                    (0, _) => sparse.values().append_value(format!("/item/{unique}")),
+                    (_, v) => sparse.values().append_value(format!("v{}", v % 4)),
+                }
+                dense
+                    .values()
+                    .append_value(format!("{}", (unique % 16) * k));
+            }
+            sparse.append(true).unwrap();
+            dense.append(true).unwrap();
+        }
+        let (sparse, dense) = (sparse.finish(), dense.finish());
+        let schema = Schema::new(vec![
+            Field::new("sparse", sparse.data_type().clone(), false),
+            Field::new("dense", dense.data_type().clone(), false),
+        ]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(sparse), Arc::new(dense)])
+            .unwrap();
+        let props = || {
+            props()
+                .into_builder()
+                .set_bloom_filter_enabled(true)
+                .build()
+        };
+        let (ours, meta, reference) = ours_and_arrow_rs(&batch, props);
+        assert_eq!(read(&ours, None), batch);
+        assert_pages_found(&ours, &batch, 12_345, 30_000);
+
+        let reader = reader_with_bloom_filters(Bytes::from(ours));
+        for (rg, c, chunk, arrow) in chunk_pairs(&meta, &reference) {
+            let name = chunk.column_path().string();
+            let has_dictionary = chunk.dictionary_page_offset().is_some();
+            assert_eq!(has_dictionary, name != "sparse.entries.values", "{name}");
+            let encodings: Vec<Encoding> = chunk.encodings().collect();
+            if !has_dictionary {
+                assert_eq!(encodings, [Encoding::PLAIN, Encoding::RLE], "{name}");
+            }
+            let rows = batch.slice(rg * 40_000, meta.row_group(rg).num_rows() as usize);
+            // (A sliced map's keys and values are all of the batch's: its offsets say
+            // which are the slice's.)
+            let map = rows.column(c / 2).as_map();
+            let offsets = map.value_offsets();
+            let (first, last) = (offsets[0] as usize, offsets[map.len()] as usize);
+            let leaf = [map.keys(), map.values()][c % 2].as_string::<i32>();
+            let values: Vec<&str> = (first..last)
+                .filter(|&i| leaf.is_valid(i))
+                .map(|i| leaf.value(i))
+                .collect();
+            let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
+            assert_statistics(&name, s, t, &values);
+            assert_in_bloom_filter(&reader, rg, c, &values);
         }
     }
 
