@@ -1029,13 +1029,16 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                     // A row whose strings are the previous row's, byte for byte and cut at
                     // the same places, takes the previous row's ids as they are. The two
                     // rows may come from different parts; nulls (whose bytes are empty,
-                    // as an empty string's) rule the shortcut out in either.
-                    let same = last.is_some_and(|(last_part, ls, le, _)| {
-                        let other = strings[last_part];
-                        values.null_count() == 0
-                            && other.null_count() == 0
-                            && same_strings(other, (ls, le), values, (start, end))
-                    });
+                    // as an empty string's) rule the shortcut out in either. Not once the
+                    // dictionary is given up: its values' rows seldom repeat, and taking
+                    // them as they come costs less than comparing them first.
+                    let same = !plain
+                        && last.is_some_and(|(last_part, ls, le, _)| {
+                            let other = strings[last_part];
+                            values.null_count() == 0
+                                && other.null_count() == 0
+                                && same_strings(other, (ls, le), values, (start, end))
+                        });
                     match (same, last) {
                         (true, Some((_, _, _, from))) => out.ids.extend_from_within(from..from + n),
                         _ => {
