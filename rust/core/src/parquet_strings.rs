@@ -2274,6 +2274,20 @@ mod tests {
             })
     }
 
+    /// The non-null keys (`leaf` 0) or values (1) of the rows of string map `map`, which may
+    /// be a slice: a sliced map's keys and values are all of the array's, and its offsets
+    /// say which are the slice's.
+    fn map_leaf_values(map: &ArrayRef, leaf: usize) -> Vec<&str> {
+        let map = map.as_map();
+        let offsets = map.value_offsets();
+        let (first, last) = (offsets[0] as usize, offsets[map.len()] as usize);
+        let strings = [map.keys(), map.values()][leaf].as_string::<i32>();
+        (first..last)
+            .filter(|&i| strings.is_valid(i))
+            .map(|i| strings.value(i))
+            .collect()
+    }
+
     /// Every one of `values` is in the bloom filter of column `c` of row group `rg`.
     fn assert_in_bloom_filter<R: FileReader>(reader: &R, rg: usize, c: usize, values: &[&str]) {
         let row_group = reader.get_row_group(rg).unwrap();
@@ -2550,11 +2564,7 @@ mod tests {
             }
             let values: Vec<&str> = match c {
                 0..=4 => rows.column(c).as_string::<i32>().iter().flatten().collect(),
-                _ => {
-                    let map = rows.column(5).as_map();
-                    let leaf = [map.keys(), map.values()][c - 5].as_string::<i32>();
-                    leaf.iter().flatten().collect()
-                }
+                _ => map_leaf_values(rows.column(5), c - 5),
             };
             assert_in_bloom_filter(&reader, rg, c, &values);
         }
@@ -2661,7 +2671,7 @@ mod tests {
             MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
         );
         for i in 0..ROWS {
-            // Empty maps, null values, rows repeating the one before.
+            // Empty maps, null values, first values repeating the row before's.
             let entries = match i % 97 {
                 0 => 0,
                 _ => 3,
@@ -2713,16 +2723,7 @@ mod tests {
                 assert_eq!(encodings, [Encoding::PLAIN, Encoding::RLE], "{name}");
             }
             let rows = batch.slice(rg * 40_000, meta.row_group(rg).num_rows() as usize);
-            // (A sliced map's keys and values are all of the batch's: its offsets say
-            // which are the slice's.)
-            let map = rows.column(c / 2).as_map();
-            let offsets = map.value_offsets();
-            let (first, last) = (offsets[0] as usize, offsets[map.len()] as usize);
-            let leaf = [map.keys(), map.values()][c % 2].as_string::<i32>();
-            let values: Vec<&str> = (first..last)
-                .filter(|&i| leaf.is_valid(i))
-                .map(|i| leaf.value(i))
-                .collect();
+            let values = map_leaf_values(rows.column(c / 2), c % 2);
             let (s, t) = (chunk.statistics().unwrap(), arrow.statistics().unwrap());
             assert_statistics(&name, s, t, &values);
             assert_in_bloom_filter(&reader, rg, c, &values);
