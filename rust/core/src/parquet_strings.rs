@@ -954,13 +954,11 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
             };
             // Map values (not keys) whose distinct share of the first values read says the
             // chunk is better written PLAIN ([`SPARSE_SHARE`]): looked at once this many
-            // have ids, and from then on each value is added as it comes, with no
-            // comparison or hash.
+            // have ids, the dictionary given up if so.
             let mut probe_at = match leaf.parts {
                 Parts::MapValues(_) if entries > SPARSE_PROBE => SPARSE_PROBE,
                 _ => usize::MAX,
             };
-            let mut plain = false;
             let mut next = 0;
             while let Some(run) = leaf.runs.get(next) {
                 let r = next;
@@ -993,9 +991,12 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                         probe_at = usize::MAX;
                         if out.dictionary.len() * SPARSE_SHARE > out.ids.len() {
                             out.dictionary.give_up(entries - out.ids.len());
-                            plain = true;
                         }
                     }
+                    // Once the dictionary is given up (or past its limit), the chunk is
+                    // written PLAIN: each value is added as it comes, with no comparison
+                    // or hash.
+                    let plain = out.dictionary.passed_limit();
                     let (start, end) = (row[0] as usize, row[1] as usize);
                     let group = part_groups.map(|g| g.of_row[i] as usize);
                     if let Some(first) = group.and_then(|g| seen[part][g]) {
@@ -1029,9 +1030,9 @@ fn intern<'a>(leaf: &StringLeaf<'a>, max_def: i16, limit: usize) -> Interned<'a>
                     // A row whose strings are the previous row's, byte for byte and cut at
                     // the same places, takes the previous row's ids as they are. The two
                     // rows may come from different parts; nulls (whose bytes are empty,
-                    // as an empty string's) rule the shortcut out in either. Not once the
-                    // dictionary is given up: its values' rows seldom repeat, and taking
-                    // them as they come costs less than comparing them first.
+                    // as an empty string's) rule the shortcut out in either. Not in a chunk
+                    // written PLAIN: its values' rows seldom repeat, and taking them as
+                    // they come costs less than comparing them first.
                     let same = !plain
                         && last.is_some_and(|(last_part, ls, le, _)| {
                             let other = strings[last_part];
