@@ -287,7 +287,7 @@ def test_compaction_keeps_the_writers_encodings_and_size(tmp_path: Path) -> None
     assert size <= sum(map(os.path.getsize, flushed)) * 1.02
     plain = dict(_core.plain_columns("spans"))
     assert plain.items() >= {
-        ("span_id", "PLAIN"),
+        ("span_id", "DELTA_LENGTH_BYTE_ARRAY"),
         ("start_time", "PLAIN"),
         ("duration_ns", "DELTA_BINARY_PACKED"),
     }

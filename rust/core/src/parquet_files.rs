@@ -183,6 +183,11 @@ pub(crate) struct Layout {
     /// PLAIN integers was the dearest work per byte of a flush: many short matches of
     /// high bytes), leaving zstd nothing to find.
     delta_packed: &'static [&'static str],
+    /// String columns written DELTA_LENGTH_BYTE_ARRAY (a subset of `plain`): random ids,
+    /// whose pages then hold the lengths delta-packed (a few bytes a page, the ids being
+    /// of one length) and the bytes in one run, so that zstd is handed 16 rather than 20
+    /// bytes a span id and no 4-byte match between ids to encode.
+    delta_lengths: &'static [&'static str],
     /// Columns written without compression: dictionary indices of too many distinct
     /// values for zstd to find anything in them.
     uncompressed: &'static [&'static str],
@@ -231,6 +236,7 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
             // grouped by trace, they jump by hours between traces, and bit-packed they
             // took 5.7 instead of 3.9-4.2 B/span.
             delta_packed: &[col::DURATION_NS],
+            delta_lengths: &[col::SPAN_ID, col::PARENT_SPAN_ID],
             uncompressed: &[],
         },
         LOGS => Layout {
@@ -240,6 +246,7 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
             group_by: None,
             plain: &[col::TIME, col::OBSERVED_TIME, col::SPAN_ID],
             delta_packed: &[],
+            delta_lengths: &[col::SPAN_ID],
             uncompressed: &[],
         },
         ROLLUPS => Layout {
@@ -269,6 +276,7 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
                 rollup_col::DURATION_MIN_NS,
                 rollup_col::DURATION_MAX_NS,
             ],
+            delta_lengths: &[],
             // zstd took 2% off these on the realistic flush bench (1.1 KB of 246) and
             // nothing on spans within seconds, for ~100 instructions a row. Not the
             // sketches' buckets: 2% on the first, but 42% on the second (long sketches
@@ -285,18 +293,28 @@ pub(crate) fn layout(table: &str) -> Result<Layout> {
 }
 
 /// The columns of `table` written without a dictionary (see `Layout::plain`), each with
-/// its encoding (`Layout::delta_packed`), so that other writers of the same table (compaction)
-/// can use the same encodings.
+/// its encoding (`Layout::delta_packed`, `Layout::delta_lengths`), so that other writers of
+/// the same table (compaction) can use the same encodings.
 pub fn plain_columns(table: &str) -> Result<Vec<(&'static str, Encoding)>> {
     let layout = layout(table)?;
     Ok(layout
         .plain
         .iter()
-        .map(|&name| match layout.delta_packed.contains(&name) {
-            true => (name, Encoding::DELTA_BINARY_PACKED),
-            false => (name, Encoding::PLAIN),
-        })
+        .map(|&name| (name, layout.encoding(name)))
         .collect())
+}
+
+impl Layout {
+    /// The encoding of the `plain` column `name`.
+    fn encoding(&self, name: &str) -> Encoding {
+        if self.delta_packed.contains(&name) {
+            Encoding::DELTA_BINARY_PACKED
+        } else if self.delta_lengths.contains(&name) {
+            Encoding::DELTA_LENGTH_BYTE_ARRAY
+        } else {
+            Encoding::PLAIN
+        }
+    }
 }
 
 /// Writes `batches` (all with the schema of `table`) as new Parquet files under
@@ -1278,6 +1296,9 @@ pub(crate) fn writer_properties(
         ]));
     for name in layout.plain {
         props = props.set_column_dictionary_enabled(leaf_path(name), false);
+    }
+    for name in layout.delta_lengths {
+        props = props.set_column_encoding(leaf_path(name), Encoding::DELTA_LENGTH_BYTE_ARRAY);
     }
     for name in layout.delta_packed {
         props = props
@@ -2438,16 +2459,13 @@ pub(crate) mod tests {
                 // Sorted by service only: trace ids are grouped, not in order.
                 assert_eq!(rg_meta.sorting_columns().unwrap().len(), 1);
                 // The encodings `layout` picks: trace ids through a dictionary, span ids
-                // and times as they are, durations bit-packed. (`DELTA_LENGTH_BYTE_ARRAY`
-                // span ids were smaller, but Spark's vectorized reader refused that
-                // encoding before 3.4.)
+                // with their lengths apart, times as they are, durations bit-packed.
                 for c in rg_meta.columns() {
                     let encodings: Vec<Encoding> = c.encodings().collect();
                     let want = match c.column_path().string().as_str() {
                         col::TRACE_ID => Encoding::RLE_DICTIONARY,
-                        col::SPAN_ID | col::PARENT_SPAN_ID | col::START_TIME | col::END_TIME => {
-                            Encoding::PLAIN
-                        }
+                        col::SPAN_ID | col::PARENT_SPAN_ID => Encoding::DELTA_LENGTH_BYTE_ARRAY,
+                        col::START_TIME | col::END_TIME => Encoding::PLAIN,
                         col::DURATION_NS => Encoding::DELTA_BINARY_PACKED,
                         _ => continue,
                     };

@@ -1335,8 +1335,11 @@ pub(crate) struct StringChunkWriter {
     random_text: Option<zstd::bulk::Compressor<'static>>,
     /// The page being assembled, uncompressed.
     page: Vec<u8>,
-    /// The values of a PLAIN page being filled ([`StringChunkWriter::write_plain`]).
+    /// The values of a page being filled ([`StringChunkWriter::write_plain`]): PLAIN, or
+    /// the bytes alone of a DELTA_LENGTH_BYTE_ARRAY page.
     values: Vec<u8>,
+    /// The lengths of a DELTA_LENGTH_BYTE_ARRAY page's values.
+    lengths: Vec<u32>,
 }
 
 impl StringChunkWriter {
@@ -1346,12 +1349,14 @@ impl StringChunkWriter {
             random_text: None,
             page: Vec::new(),
             values: Vec::new(),
+            lengths: Vec::new(),
         }
     }
 
     /// Whether `leaf` can be written as column `descr` under `props`: a column with a codec
     /// this module knows, filled with the levels it writes; dictionary-encoded, or a flat
-    /// column without a dictionary ([`StringChunkWriter::write_plain`]).
+    /// column without a dictionary, PLAIN or DELTA_LENGTH_BYTE_ARRAY
+    /// ([`StringChunkWriter::write_plain`]).
     pub(crate) fn handles(
         leaf: &StringLeaf<'_>,
         descr: &ColumnDescPtr,
@@ -1361,7 +1366,13 @@ impl StringChunkWriter {
         Self::writes_leaf(descr.path(), props)
             && leaf.fits(descr)
             && match leaf.parts {
-                Parts::Flat(_) => true,
+                Parts::Flat(_) => {
+                    dictionary
+                        || matches!(
+                            props.encoding(descr.path()),
+                            None | Some(Encoding::PLAIN | Encoding::DELTA_LENGTH_BYTE_ARRAY)
+                        )
+                }
                 // Integers are written PLAIN only.
                 Parts::List {
                     kind: ItemLeaf::Int64,
@@ -1529,7 +1540,9 @@ impl StringChunkWriter {
 
     /// Encodes the flat `leaf` of a column without a dictionary (the layouts' random ids,
     /// `parquet_files::Layout::plain`) as the chunk `descr`: v1 data pages of RLE levels
-    /// and PLAIN values, filled straight from the runs (there is nothing to intern), of at
+    /// and PLAIN values, or DELTA_LENGTH_BYTE_ARRAY values when the properties say so
+    /// (`parquet_files::Layout::delta_lengths`), filled straight from the runs (there is
+    /// nothing to intern), of at
     /// most the writer's page row and byte limits, compressed as random text
     /// ([`RANDOM_TEXT_LEVEL`]) when the codec is zstd; statistics from a running min and
     /// max; a bloom filter if the properties ask for one; an offset index.
@@ -1548,6 +1561,11 @@ impl StringChunkWriter {
         };
         let max_def = descr.max_def_level();
         let codec = props.compression(descr.path());
+        let encoding = match props.encoding(descr.path()) {
+            Some(Encoding::DELTA_LENGTH_BYTE_ARRAY) => Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            _ => Encoding::PLAIN,
+        };
+        let delta_lengths = encoding == Encoding::DELTA_LENGTH_BYTE_ARRAY;
         let (row_limit, byte_limit) = page_limits(props);
         let mut bloom_filter = match props.bloom_filter_properties(descr.path()) {
             Some(bloom) => Some(Sbbf::new_with_ndv_fpp(
@@ -1562,11 +1580,16 @@ impl StringChunkWriter {
         // The page's definition levels (none when the column has none).
         let mut def: Vec<u8> = Vec::new();
         self.values.clear();
+        self.lengths.clear();
         let parts = flat_parts(arrays);
         let mut emit = |this: &mut Self, def: &mut Vec<u8>, first_row: usize, rows: usize| {
             this.page.clear();
             if max_def > 0 {
                 levels(def, max_def, &mut this.page);
+            }
+            if delta_lengths {
+                delta_packed_lengths(&this.lengths, &mut this.page);
+                this.lengths.clear();
             }
             this.page.extend_from_slice(&this.values);
             let buf = match codec {
@@ -1576,7 +1599,7 @@ impl StringChunkWriter {
             let page = Page::DataPage {
                 buf,
                 num_values: (rows - first_row) as u32,
-                encoding: Encoding::PLAIN,
+                encoding,
                 def_level_encoding: Encoding::RLE,
                 rep_level_encoding: Encoding::RLE,
                 statistics: None,
@@ -1605,7 +1628,12 @@ impl StringChunkWriter {
                     if max_def > 0 {
                         def.push(1);
                     }
-                    push_plain(&mut self.values, value);
+                    if delta_lengths {
+                        self.lengths.push(value.len() as u32);
+                        self.values.extend_from_slice(value);
+                    } else {
+                        push_plain(&mut self.values, value);
+                    }
                     bounds = Some(match bounds {
                         None => (value, value),
                         Some((min, max)) => (
@@ -1627,7 +1655,7 @@ impl StringChunkWriter {
         if rows > first_row || rows == 0 {
             emit(self, &mut def, first_row, rows)?;
         }
-        let mut builder = plain_chunk(descr, codec, &pages, rows);
+        let mut builder = plain_chunk(descr, codec, encoding, &pages, rows);
         if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
             let bounds = bounds.into_iter().flat_map(|(min, max)| [min, max]);
             builder = builder.set_statistics(statistics(
@@ -1698,7 +1726,7 @@ impl StringChunkWriter {
             pages.write(page, self.page.len(), Some(row))?;
             (row, level, value) = (end, level_end, value_end);
         }
-        let mut builder = plain_chunk(descr, codec, &pages, interned.def.len());
+        let mut builder = plain_chunk(descr, codec, Encoding::PLAIN, &pages, interned.def.len());
         if props.statistics_enabled(descr.path()) != EnabledStatistics::None {
             let (min, max) = (values.iter().min(), values.iter().max());
             builder = builder.set_statistics(Statistics::Int64(ValueStatistics::new(
@@ -1761,22 +1789,24 @@ fn compress(
     }
 }
 
-/// The metadata of a chunk `descr` of PLAIN data `pages` only, compressed with `codec`,
-/// holding `num_values` level slots (or values, in a column without levels).
+/// The metadata of a chunk `descr` of data `pages` only, all of them `encoding` (PLAIN, or
+/// another encoding without a dictionary), compressed with `codec`, holding `num_values`
+/// level slots (or values, in a column without levels).
 fn plain_chunk(
     descr: &ColumnDescPtr,
     codec: Compression,
+    encoding: Encoding,
     pages: &ChunkPages,
     num_values: usize,
 ) -> ColumnChunkMetaDataBuilder {
     ColumnChunkMetaData::builder(descr.clone())
         .set_compression(codec)
         .set_encodings_mask(EncodingMask::new_from_encodings(
-            [Encoding::RLE, Encoding::PLAIN].iter(),
+            [Encoding::RLE, encoding].iter(),
         ))
         .set_page_encoding_stats(vec![PageEncodingStats {
             page_type: PageType::DATA_PAGE,
-            encoding: Encoding::PLAIN,
+            encoding,
             count: pages.locations.len() as i32,
         }])
         .set_num_values(num_values as i64)
@@ -1805,6 +1835,55 @@ fn integers(array: &ArrayRef) -> Result<&[i64]> {
     }
 }
 
+/// `lengths` as DELTA_BINARY_PACKED encodes them, the first part of a
+/// DELTA_LENGTH_BYTE_ARRAY page: a header (values a block, miniblocks a block, values, the
+/// first value), then for each block of up to 128 deltas between consecutive values, their
+/// least (zigzag), the bit width of each of its 4 miniblocks of 32, and each miniblock's
+/// deltas less that least, bit-packed at its width (the last one padded to 32 values; the
+/// widths of miniblocks past the last value 0, with no bytes). Ids of one length come to
+/// 5 bytes a block: every delta 0, every width 0.
+fn delta_packed_lengths(lengths: &[u32], out: &mut Vec<u8>) {
+    const BLOCK: usize = 128;
+    const MINIBLOCKS: usize = 4;
+    const MINIBLOCK: usize = BLOCK / MINIBLOCKS;
+    let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
+    uleb128(BLOCK as u64, out);
+    uleb128(MINIBLOCKS as u64, out);
+    uleb128(lengths.len() as u64, out);
+    uleb128(zigzag(lengths.first().map_or(0, |&l| i64::from(l))), out);
+    let deltas: Vec<i64> = lengths
+        .windows(2)
+        .map(|w| i64::from(w[1]) - i64::from(w[0]))
+        .collect();
+    for block in deltas.chunks(BLOCK) {
+        let least = block.iter().copied().min().unwrap_or(0);
+        uleb128(zigzag(least), out);
+        let mut widths = [0u8; MINIBLOCKS];
+        for (width, mini) in widths.iter_mut().zip(block.chunks(MINIBLOCK)) {
+            let most = mini.iter().map(|&d| (d - least) as u64).max().unwrap_or(0);
+            *width = (u64::BITS - most.leading_zeros()) as u8;
+        }
+        out.extend_from_slice(&widths);
+        for (&width, mini) in widths.iter().zip(block.chunks(MINIBLOCK)) {
+            if width == 0 {
+                continue;
+            }
+            // 32 values of `width` bits fill whole bytes.
+            let (mut bits, mut held) = (0u128, 0u32);
+            for k in 0..MINIBLOCK {
+                let v = mini.get(k).map_or(0, |&d| (d - least) as u64);
+                bits |= u128::from(v) << held;
+                held += u32::from(width);
+                while held >= 8 {
+                    out.push(bits as u8);
+                    bits >>= 8;
+                    held -= 8;
+                }
+            }
+        }
+    }
+}
+
 /// `value` as PLAIN encodes a byte array: its length (4 bytes, little-endian), then its bytes.
 fn push_plain(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
@@ -1828,8 +1907,9 @@ fn zstd_page(compressor: &mut zstd::bulk::Compressor<'static>, page: &[u8]) -> R
 
 /// The zstd level of the pages of columns written without a dictionary: the layouts'
 /// random ids, the hex of random bytes, in which zstd's match search finds nothing but
-/// the 4-byte length before each value, and which its entropy coder packs to about 4
-/// bits a character at any level. A negative level searches for matches at a fraction of
+/// the 4-byte length before each value when PLAIN (nothing at all when their lengths are
+/// apart, DELTA_LENGTH_BYTE_ARRAY: 8.00 bytes an id at levels 1 to -5 alike), and which
+/// its entropy coder packs to about 4 bits a character at any level. A negative level searches for matches at a fraction of
 /// the positions; it would also leave literals uncompressed, which the context is told
 /// not to (`LiteralCompressionMode`). On 131,072 PLAIN span ids, level 1 (the level of
 /// these columns before) wrote 8.89 bytes an id at 516 MB/s, level -3 with literals
@@ -2586,13 +2666,36 @@ mod tests {
     /// level -3 were the literals left uncompressed).
     #[test]
     fn columns_without_a_dictionary_are_plain_pages_read_back_exactly() {
+        without_a_dictionary_read_back_exactly(Encoding::PLAIN, 9.0);
+    }
+
+    /// The same columns DELTA_LENGTH_BYTE_ARRAY (`parquet_files::Layout::delta_lengths`):
+    /// their lengths delta-packed, of one length (ids), of a few (`longs`), varying by
+    /// one or two from row to row (`wide`), jumping between 0 and 5,000 bytes (`jumps`),
+    /// none at all (`nulls`), in pages of up to 7,000 rows (blocks of 128 deltas, the last
+    /// cut short); random ids take under 8.5 bytes each.
+    #[test]
+    fn columns_without_a_dictionary_read_back_exactly_with_delta_lengths() {
+        without_a_dictionary_read_back_exactly(Encoding::DELTA_LENGTH_BYTE_ARRAY, 8.5);
+    }
+
+    fn without_a_dictionary_read_back_exactly(encoding: Encoding, bytes_an_id: f64) {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         let ids: StringArray = (0..ROWS)
             .map(|i| (i % 11 != 0).then(|| format!("{:016x}", rng.next_u64())))
             .collect();
+        let jumps: StringArray = (0..ROWS)
+            .map(|i| match (i % 97, rng.below(3)) {
+                (0, _) => None,
+                (_, 0) => Some(String::new()),
+                (_, 1) => Some("j".repeat(rng.below(5_000))),
+                _ => Some(format!("{i}")),
+            })
+            .collect();
         let base = batch();
         let mut columns: Vec<ArrayRef> = base.columns().to_vec();
         columns.push(Arc::new(ids));
+        columns.push(Arc::new(jumps));
         let mut fields: Vec<Field> = base
             .schema()
             .fields()
@@ -2600,11 +2703,13 @@ mod tests {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new("ids", DataType::Utf8, true));
+        fields.push(Field::new("jumps", DataType::Utf8, true));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
         let props = || {
             props()
                 .into_builder()
                 .set_dictionary_enabled(false)
+                .set_encoding(encoding)
                 .set_bloom_filter_enabled(true)
                 .build()
         };
@@ -2624,8 +2729,11 @@ mod tests {
             let column = if c < 5 { c } else { c - 1 };
             assert!(chunk.dictionary_page_offset().is_none(), "{name}");
             assert_eq!(chunk.num_values(), arrow.num_values(), "{name}");
-            let encodings: Vec<Encoding> = chunk.encodings().collect();
-            assert_eq!(encodings, [Encoding::PLAIN, Encoding::RLE], "{name}");
+            let mut encodings: Vec<Encoding> = chunk.encodings().collect();
+            encodings.sort_by_key(|e| *e as i32);
+            let mut want = vec![encoding, Encoding::RLE];
+            want.sort_by_key(|e| *e as i32);
+            assert_eq!(encodings, want, "{name}");
             let values: Vec<&str> = rows
                 .column(column)
                 .as_string::<i32>()
@@ -2648,13 +2756,17 @@ mod tests {
                 "{name}: {starts:?}"
             );
             if name == "longs" {
-                // 79 bytes a value with its length: 64 KiB is 830 rows.
-                let expected = (rows_in_group as usize).div_ceil(830);
+                // 75 bytes a value, 79 with its length (PLAIN): 64 KiB is 830 or 874 rows.
+                let rows_a_page = match encoding {
+                    Encoding::PLAIN => 830,
+                    _ => 874,
+                };
+                let expected = (rows_in_group as usize).div_ceil(rows_a_page);
                 assert_eq!(pages.len(), expected, "{name}: {starts:?}");
             }
             if name == "ids" {
                 let per_id = chunk.compressed_size() as f64 / values.len() as f64;
-                assert!(per_id < 9.0, "{per_id:.2} bytes an id");
+                assert!(per_id < bytes_an_id, "{per_id:.2} bytes an id");
             }
         }
     }
