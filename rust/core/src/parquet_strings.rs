@@ -1850,7 +1850,14 @@ fn delta_packed_lengths(lengths: &[u32], out: &mut Vec<u8>) {
     uleb128(BLOCK as u64, out);
     uleb128(MINIBLOCKS as u64, out);
     uleb128(lengths.len() as u64, out);
-    uleb128(zigzag(lengths.first().map_or(0, |&l| i64::from(l))), out);
+    let first = lengths.first().copied().unwrap_or(0);
+    uleb128(zigzag(i64::from(first)), out);
+    if lengths.iter().all(|&l| l == first) {
+        // Ids of one length: each block a least delta of 0 and four widths of 0.
+        let blocks = lengths.len().saturating_sub(1).div_ceil(BLOCK);
+        out.resize(out.len() + blocks * (1 + MINIBLOCKS), 0);
+        return;
+    }
     let deltas: Vec<i64> = lengths
         .windows(2)
         .map(|w| i64::from(w[1]) - i64::from(w[0]))
