@@ -1916,9 +1916,9 @@ fn zstd_page(compressor: &mut zstd::bulk::Compressor<'static>, page: &[u8]) -> R
 /// random ids, the hex of random bytes, in which zstd's match search finds nothing but
 /// the 4-byte length before each value when PLAIN (nothing at all when their lengths are
 /// apart, DELTA_LENGTH_BYTE_ARRAY: 8.00 bytes an id at levels 1 to -5 alike), and which
-/// its entropy coder packs to about 4 bits a character at any level. A negative level searches for matches at a fraction of
-/// the positions; it would also leave literals uncompressed, which the context is told
-/// not to (`LiteralCompressionMode`). On 131,072 PLAIN span ids, level 1 (the level of
+/// its entropy coder packs to about 4 bits a character at any level. A negative level
+/// searches for matches at a fraction of the positions; it would also leave literals
+/// uncompressed, which the context is told not to (`LiteralCompressionMode`). On 131,072 PLAIN span ids, level 1 (the level of
 /// these columns before) wrote 8.89 bytes an id at 516 MB/s, level -3 with literals
 /// compressed 8.54 at 724 MB/s; -2 and -4 wrote 9.1-9.8 bytes, and level 1 is the
 /// fastest positive level (benches/README.md, lake). Parent ids repeat within a trace,
