@@ -1366,13 +1366,7 @@ impl StringChunkWriter {
         Self::writes_leaf(descr.path(), props)
             && leaf.fits(descr)
             && match leaf.parts {
-                Parts::Flat(_) => {
-                    dictionary
-                        || matches!(
-                            props.encoding(descr.path()),
-                            None | Some(Encoding::PLAIN | Encoding::DELTA_LENGTH_BYTE_ARRAY)
-                        )
-                }
+                Parts::Flat(_) => dictionary || Self::plain_encoding(descr.path(), props).is_some(),
                 // Integers are written PLAIN only.
                 Parts::List {
                     kind: ItemLeaf::Int64,
@@ -1380,6 +1374,17 @@ impl StringChunkWriter {
                 } => !dictionary,
                 _ => dictionary,
             }
+    }
+
+    /// The encoding of the pages of a flat leaf at `path` written without a dictionary
+    /// ([`StringChunkWriter::write_plain`]), if it is one this module writes: PLAIN (also
+    /// when `props` name none) or DELTA_LENGTH_BYTE_ARRAY.
+    fn plain_encoding(path: &ColumnPath, props: &WriterProperties) -> Option<Encoding> {
+        match props.encoding(path) {
+            None | Some(Encoding::PLAIN) => Some(Encoding::PLAIN),
+            Some(Encoding::DELTA_LENGTH_BYTE_ARRAY) => Some(Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            Some(_) => None,
+        }
     }
 
     /// Whether a string leaf at `path` is one this module writes under `props` (when its
@@ -1542,10 +1547,9 @@ impl StringChunkWriter {
     /// `parquet_files::Layout::plain`) as the chunk `descr`: v1 data pages of RLE levels
     /// and PLAIN values, or DELTA_LENGTH_BYTE_ARRAY values when the properties say so
     /// (`parquet_files::Layout::delta_lengths`), filled straight from the runs (there is
-    /// nothing to intern), of at
-    /// most the writer's page row and byte limits, compressed as random text
-    /// ([`RANDOM_TEXT_LEVEL`]) when the codec is zstd; statistics from a running min and
-    /// max; a bloom filter if the properties ask for one; an offset index.
+    /// nothing to intern), of at most the writer's page row and byte limits, compressed
+    /// as random text ([`RANDOM_TEXT_LEVEL`]) when the codec is zstd; statistics from a
+    /// running min and max; a bloom filter if the properties ask for one; an offset index.
     fn write_plain(
         &mut self,
         leaf: StringLeaf<'_>,
@@ -1561,10 +1565,13 @@ impl StringChunkWriter {
         };
         let max_def = descr.max_def_level();
         let codec = props.compression(descr.path());
-        let encoding = match props.encoding(descr.path()) {
-            Some(Encoding::DELTA_LENGTH_BYTE_ARRAY) => Encoding::DELTA_LENGTH_BYTE_ARRAY,
-            _ => Encoding::PLAIN,
-        };
+        let encoding = Self::plain_encoding(descr.path(), props).ok_or_else(|| {
+            ParquetError::NYI(format!(
+                "{}: flat string columns written without a dictionary with {:?}",
+                descr.path(),
+                props.encoding(descr.path())
+            ))
+        })?;
         let delta_lengths = encoding == Encoding::DELTA_LENGTH_BYTE_ARRAY;
         let (row_limit, byte_limit) = page_limits(props);
         let mut bloom_filter = match props.bloom_filter_properties(descr.path()) {
