@@ -370,7 +370,7 @@ impl LatencySketch {
         match &mut self.counts {
             Counts::Inline(inline) => {
                 if !inline.add(bucket, n) {
-                    self.go_dense();
+                    self.go_dense(bucket);
                     return self.add_to_bucket(bucket, n);
                 }
             }
@@ -379,16 +379,24 @@ impl LatencySketch {
         self.total = self.total.saturating_add(n);
     }
 
-    /// Moves inline counts to the dense form. Once per sketch at most, and kept out
-    /// of [`LatencySketch::add_to_bucket`] so that the per-span path stays small.
+    /// Moves inline counts to the dense form, its range covering `bucket` (the one about
+    /// to be added) as well, in one allocation: added one by one, the inline buckets grew
+    /// the range, and reallocated it, up to eight times. Once per sketch at most, and kept
+    /// out of [`LatencySketch::add_to_bucket`] so that the per-span path stays small.
     #[cold]
-    fn go_dense(&mut self) {
+    fn go_dense(&mut self, bucket: i32) {
         if let Counts::Inline(inline) = &self.counts {
-            let mut dense = DenseCounts::default();
+            let buckets = &inline.buckets[..inline.len];
+            let low = buckets.first().map_or(bucket, |&b| b.min(bucket));
+            let high = buckets.last().map_or(bucket, |&b| b.max(bucket));
+            let mut counts = vec![0; (high - low) as usize + 1];
             for (b, n) in inline.entries() {
-                dense.add(b, n);
+                counts[(b - low) as usize] = n;
             }
-            self.counts = Counts::Dense(dense);
+            self.counts = Counts::Dense(DenseCounts {
+                offset: low,
+                counts,
+            });
         }
     }
 
@@ -1329,6 +1337,34 @@ mod tests {
                 assert_sketch_holds(&merged, &union);
                 assert_eq!(merged, sketch_of(&union));
             }
+        }
+    }
+
+    /// The switch to dense counts sizes their range once, to cover the inline buckets and
+    /// the one being added: below, between or above them, every count is kept, and the
+    /// range ends on occupied buckets.
+    #[test]
+    fn going_dense_keeps_every_count_wherever_the_new_bucket_falls() {
+        let upper = &bucket_table().upper;
+        let inline: Vec<i64> = (0..INLINE_BUCKETS)
+            .flat_map(|k| [upper[1000 + 2 * k] as i64; 2])
+            .collect();
+        for ninth in [900, 1005, 1300] {
+            let values = [inline.as_slice(), &[upper[ninth] as i64]].concat();
+            let s = sketch_of(&values);
+            assert_sketch_holds(&s, &values);
+            let Counts::Dense(dense) = &s.counts else {
+                panic!("{} buckets kept inline", INLINE_BUCKETS + 1);
+            };
+            assert_eq!(dense.offset, 1000.min(ninth as i32));
+            assert_eq!(
+                dense.counts.first().copied(),
+                Some(if ninth < 1000 { 1 } else { 2 })
+            );
+            assert_eq!(
+                dense.counts.last().copied(),
+                Some(if ninth > 1014 { 1 } else { 2 })
+            );
         }
     }
 
