@@ -15,8 +15,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampNanosecondArray,
+    builder::StringBuilder, Array, ArrayRef, Float64Array, Int32Array, Int64Array, ListArray,
+    RecordBatch, StringArray, StructArray, TimestampNanosecondArray,
 };
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::ArrowError;
@@ -932,10 +932,14 @@ impl Rollups {
             .map(|&i| std::mem::take(&mut aggs[i]))
             .collect();
 
+        // Sized once (rows and bytes): collected from an iterator, the builder grew its
+        // buffers as it went.
         let key_col = |pick: fn(&Key) -> Sym| -> ArrayRef {
-            Arc::new(StringArray::from_iter(
-                keys.iter().map(|k| strings.resolve(pick(k))),
-            ))
+            let values = || keys.iter().map(|k| strings.resolve(pick(k)));
+            let bytes = values().map(|v| v.map_or(0, str::len)).sum();
+            let mut column = StringBuilder::with_capacity(keys.len(), bytes);
+            values().for_each(|v| column.append_option(v));
+            Arc::new(column.finish())
         };
         let int_col = |pick: fn(&Agg) -> i64| -> ArrayRef {
             Arc::new(Int64Array::from_iter_values(aggs.iter().map(pick)))
