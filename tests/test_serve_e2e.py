@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -182,6 +183,39 @@ def test_sigterm_drains_in_flight_requests_and_loses_nothing(tmp_path: Path) -> 
     counts = tag_counts(s.data, "spans")
     assert {tag: counts.get(tag, 0) for tag in acked} == dict.fromkeys(acked, 200)
     assert sum(counts.values()) == 200 * len(counts)
+
+
+def thread_taking(pid: int, signum: int) -> int:
+    """A thread of process ``pid`` other than its main one that does not block ``signum``."""
+    for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        if tid == pid:
+            continue
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M).group(1), 16)  # type: ignore[union-attr]
+        if not blocked & (1 << (signum - 1)):
+            return tid
+    raise AssertionError(f"every thread of {pid} but the main one blocks signal {signum}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tgkill and /proc are Linux's")
+def test_sigterm_taken_by_another_thread_still_stops_serve(tmp_path: Path) -> None:
+    """The kernel may hand a process's SIGTERM to any thread that does not block it (grpc's,
+    tokio's, the writer's): sent to one of those, it must still drain the receiver and end
+    it. Before the main thread woke up regularly, such a SIGTERM went unnoticed (the
+    hang that ``test_sigterm_drains_in_flight_requests_and_loses_nothing`` hit once in CI)."""
+    s = start_serve(tmp_path / "data", "--flush-interval", "30s")
+    with grpc.insecure_channel(f"127.0.0.1:{s.ports['OTLP/gRPC']}") as ch:
+        ch.unary_unary(TRACES_METHOD)(trace_request("before-term", spans=10), timeout=10)
+    tid = thread_taking(s.proc.pid, signal.SIGTERM)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(s.proc.pid, tid, signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+    try:
+        assert s.proc.wait(timeout=30) == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+    assert "stopping" in s.proc.stderr.read()  # type: ignore[union-attr]
+    assert tag_counts(s.data, "spans") == {"before-term": 10}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,11 @@ from aftershock.commands import CliError, add_data_option, duration, option, siz
 
 OFF = "off"
 
+#: How often the main thread wakes up while serving. The kernel may deliver SIGTERM or SIGINT
+#: to any of the process's threads (grpc's, the writer's); Python runs the handler in the
+#: main thread once it executes bytecode, which a wait without a timeout never does.
+SIGNAL_POLL_SECONDS = 0.2
+
 
 def register(sub: Any) -> None:
     """Adds ``serve`` to the CLI."""
@@ -157,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"aftershock serve: {label} listening on {host}:{receiver.ports[key]}{extra}")
     tables = f" (tables in {opts.tables_dir.resolve()})" if opts.tables_dir else ""
     print(f"aftershock serve: writing to {data.resolve()}{tables}", flush=True)
-    stop.wait()
+    while not stop.wait(SIGNAL_POLL_SECONDS):
+        pass
     print("aftershock serve: stopping: draining requests and committing", file=sys.stderr)
     receiver.stop()
     return 0
