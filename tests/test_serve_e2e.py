@@ -68,12 +68,26 @@ def start_serve(data: Path, *args: str) -> Serve:
     raise AssertionError(f"serve did not start: {proc.wait()} {proc.stderr.read()}")  # type: ignore[union-attr]
 
 
+def assert_exits_0(s: Serve, timeout: float = 60) -> None:
+    """Waits for serve to end; unless it exits 0 in time, fails with what it wrote to stderr
+    (a stuck shutdown prints every thread's stack there)."""
+    try:
+        code: int | None = s.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        s.proc.kill()
+        s.proc.wait()
+        code = None
+    if code != 0:
+        err = s.proc.stderr.read()  # type: ignore[union-attr]
+        raise AssertionError(f"serve exited {code} (None: still running after {timeout} s):\n{err}")
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     s = start_serve(tmp_path / "data", "--flush-interval", "1s")
     yield s
     s.proc.send_signal(signal.SIGTERM)
-    assert s.proc.wait(timeout=60) == 0
+    assert_exits_0(s)
 
 
 def visible(data: Path, table: str, tag: str, expected: int) -> bool:
@@ -175,7 +189,7 @@ def test_sigterm_drains_in_flight_requests_and_loses_nothing(tmp_path: Path) -> 
         t.start()
     time.sleep(1.5)
     s.proc.send_signal(signal.SIGTERM)
-    assert s.proc.wait(timeout=60) == 0
+    assert_exits_0(s)
     stop.set()
     for t in threads:
         t.join()
@@ -209,13 +223,37 @@ def test_sigterm_taken_by_another_thread_still_stops_serve(tmp_path: Path) -> No
     tid = thread_taking(s.proc.pid, signal.SIGTERM)
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.tgkill(s.proc.pid, tid, signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
-    try:
-        assert s.proc.wait(timeout=30) == 0
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
+    assert_exits_0(s, timeout=30)
     assert "stopping" in s.proc.stderr.read()  # type: ignore[union-attr]
     assert tag_counts(s.data, "spans") == {"before-term": 10}
+
+
+@pytest.mark.parametrize(("drained", "code"), [(False, 1), (True, 0)])
+def test_a_stuck_shutdown_ends_with_every_threads_stack(drained: bool, code: int) -> None:
+    """serve's last resort when draining or exiting hangs: the process ends anyway, 1 while
+    data may be left uncommitted (in the WAL), 0 once everything was, and says where each
+    thread was."""
+    script = (
+        "import threading, time\n"
+        "from aftershock.commands.serve import _exit_if_stuck\n"
+        "done = threading.Event()\n"
+        "_exit_if_stuck(0.5, done)\n"
+        f"if {drained}:\n"
+        "    done.set()\n"
+        "def stuck_in_shutdown():\n"
+        "    time.sleep(60)\n"
+        "stuck_in_shutdown()\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50
+    )
+    assert result.returncode == code, result.stderr
+    assert time.monotonic() - started < 30
+    assert "still running 0.5 s after the stop signal" in result.stderr
+    state = "committed everything" if drained else "acknowledged data stays in the WAL"
+    assert state in result.stderr
+    assert "stuck_in_shutdown" in result.stderr  # the main thread's stack
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -276,7 +314,7 @@ def test_two_receivers_share_one_table_location(tmp_path: Path) -> None:
     finally:
         for s in servers:
             s.proc.send_signal(signal.SIGTERM)
-            assert s.proc.wait(timeout=60) == 0
+            assert_exits_0(s)
     result = run_cli("sql", "--data", str(shared), "--format", "csv", "select count(*) from spans")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "500"

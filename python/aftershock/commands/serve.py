@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import faulthandler
+import os
 import signal
 import sys
 import threading
@@ -18,6 +20,33 @@ OFF = "off"
 #: to any of the process's threads (grpc's, the writer's); Python runs the handler in the
 #: main thread once it executes bytecode, which a wait without a timeout never does.
 SIGNAL_POLL_SECONDS = 0.2
+
+#: What serve may take, beyond twice the receiver's grace (calls in progress, then exports
+#: still inside the writer), to commit and exit after SIGTERM or SIGINT. Past it, serve
+#: prints every thread's stack and exits: 0 if everything was committed, else 1 with the
+#: acknowledged data left in the WAL, which the next start replays.
+SHUTDOWN_SLACK_SECONDS = 30.0
+
+
+def _exit_if_stuck(seconds: float, drained: threading.Event) -> None:
+    """Ends the process if it is still alive ``seconds`` from now (a stuck shutdown)."""
+
+    def give_up() -> None:
+        done = drained.is_set()
+        state = "committed everything" if done else "acknowledged data stays in the WAL"
+        print(
+            f"aftershock serve: still running {seconds:g} s after the stop signal "
+            f"({state}); exiting {0 if done else 1}. Threads:",
+            file=sys.stderr,
+            flush=True,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(0 if done else 1)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 def register(sub: Any) -> None:
@@ -165,5 +194,8 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(SIGNAL_POLL_SECONDS):
         pass
     print("aftershock serve: stopping: draining requests and committing", file=sys.stderr)
+    drained = threading.Event()
+    _exit_if_stuck(2 * opts.shutdown_grace + SHUTDOWN_SLACK_SECONDS, drained)
     receiver.stop()
+    drained.set()
     return 0
