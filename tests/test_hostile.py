@@ -50,7 +50,7 @@ from receiver_support import (
     start_receiver,
     wait_for,
 )
-from test_serve_e2e import Serve, start_serve, visible
+from test_serve_e2e import Serve, assert_exits_0, start_serve, visible
 
 import aftershock
 from aftershock.receiver import Receiver, otlp_http
@@ -160,7 +160,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     s = start_serve(data, "--max-request-size", "1MiB", "--flush-interval", "0.5s")
     yield s
     s.proc.send_signal(signal.SIGTERM)
-    assert s.proc.wait(timeout=60) == 0
+    assert_exits_0(s)
 
 
 def test_gzip_bombs_are_refused_without_inflating(serve: Serve) -> None:
@@ -474,7 +474,7 @@ def test_idle_connections_past_a_1024_fd_limit(tmp_path: Path) -> None:
         assert visible(s.data, "spans", "fd-after-grpc", 20)
     finally:
         s.proc.send_signal(signal.SIGTERM)
-        assert s.proc.wait(timeout=60) == 0
+        assert_exits_0(s)
     assert during == 200, f"1100 idle connections exhausted a 1024-descriptor serve: {during}"
 
 
